@@ -1,0 +1,58 @@
+"""Folding: the input/output layout of a FoldedCNN and the width rule for its layers.
+
+A batch of N images (N, C, H, W) becomes N/f folded inputs (N/f, f*C, H, W): image j of
+each group of f consecutive images fills channels [j*C, (j+1)*C). The model emits
+(N/f, f*K) logits and logits [j*K, (j+1)*K) belong to image j. Both maps are views.
+"""
+import math
+
+import torch
+
+from util.errors import UserError
+
+
+def check_fold(fold):
+    """Return `fold` as an int, or raise a UserError if it is not a whole number >= 1."""
+    if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
+        raise UserError(f"fold must be a whole number >= 1, got {fold!r}")
+    return fold
+
+
+def fold_inputs(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """(N, C, H, W) images -> (N/f, f*C, H, W) folded inputs; f consecutive images per group."""
+    check_fold(fold)
+    if x.dim() != 4:
+        raise UserError(f"fold_inputs expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    if n % fold:
+        raise UserError(f"a batch of {n} images cannot be folded with f={fold}: "
+                        f"use a batch size that is a multiple of {fold}")
+    return x.reshape(n // fold, fold * c, h, w)
+
+
+def unfold_outputs(y: torch.Tensor, fold: int) -> torch.Tensor:
+    """(N/f, f*K) logits -> (N, K): block j of each row belongs to image j of that group."""
+    check_fold(fold)
+    if y.dim() != 2 or y.shape[1] % fold:
+        raise UserError(f"unfold_outputs expects (N/f, f*K) logits for f={fold}, "
+                        f"got shape {tuple(y.shape)}")
+    return y.reshape(y.shape[0] * fold, y.shape[1] // fold)
+
+
+def width_multiplier(fold, channel_mult=None):
+    """How much a FoldedCNN widens its internal layers: sqrt(f) unless overridden."""
+    check_fold(fold)
+    if channel_mult is None:
+        return math.sqrt(fold)
+    if channel_mult <= 0:
+        raise UserError(f"channel_mult must be positive, got {channel_mult!r}")
+    return float(channel_mult)
+
+
+def folded_width(width, fold, channel_mult=None, align=1):
+    """The width rule: int(width * sqrt(f)) (truncated, as the original system did),
+    then rounded up to a multiple of `align` (8 avoids GPU tile-quantization slowdowns)."""
+    if isinstance(align, bool) or not isinstance(align, int) or align < 1:
+        raise UserError(f"align must be a whole number >= 1, got {align!r}")
+    widened = int(width * width_multiplier(fold, channel_mult))
+    return -(-widened // align) * align

@@ -1,0 +1,1 @@
+"""Utilities shared by the scripts: errors, atomic files, CLI helpers, analysis tools."""

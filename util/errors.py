@@ -1,0 +1,28 @@
+"""The one exception type for mistakes a user can fix (bad name, bad fold, missing file).
+
+Command-line entry points catch it and print its message as a single line instead of a
+traceback; library code raises it with a message that names the problem and the fix.
+"""
+import functools
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input, described in one line."""
+
+
+def cli_main(main):
+    """Decorate a script's main(): a UserError becomes `error: ...` on stderr and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
