@@ -82,8 +82,8 @@ def validate_config(cfg, path):
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
-def _all_configs(config_dir=CONFIG_DIR):
+def read_configs(config_dir=CONFIG_DIR):
+    """Parse and validate every model config in `config_dir`: {name: config}."""
     configs = {}
     for path in sorted(Path(config_dir).glob("*.json")):
         if path.name in NON_MODEL_CONFIGS:
@@ -92,8 +92,14 @@ def _all_configs(config_dir=CONFIG_DIR):
             cfg = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err})") from None
-        configs[cfg.get("name", path.stem) if isinstance(cfg, dict) else path.stem] = validate_config(cfg, path)
+        validate_config(cfg, path)
+        configs[cfg["name"]] = cfg
     return configs
+
+
+@functools.lru_cache(maxsize=None)
+def _all_configs():
+    return read_configs()
 
 
 def model_names():

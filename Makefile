@@ -1,0 +1,19 @@
+# make test       create .venv if needed, install requirements.txt, run the test suite
+# make reproduce  the paper end to end at laptop scale, report in results/ (see README)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: test venv
+
+venv: $(VENV)/.installed
+
+# The stamp is newer than requirements.txt once everything in it is installed.
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+test: venv
+	$(PY) -m pytest -q tests

@@ -1,0 +1,90 @@
+"""FLOP counts with thop, and the committed table `config/model_map.json`.
+
+FLOPs are twice thop's multiply-accumulate count for ONE input of the model. For a
+FoldedCNN one input holds f images, so `fold4_ops` is the cost of 4 images. Game models
+also get `efficientnet_ops`, the compound-scaled baseline's FLOPs for one image.
+Run as `python -m util.flops` (what flop_count.sh does) to regenerate the table.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import models
+from models.registry import CONFIG_DIR
+from util.errors import UserError, cli_main
+
+MODEL_MAP_PATH = CONFIG_DIR / "model_map.json"
+FOLDS = (1, 2, 3, 4)
+
+
+def ops_key(fold):
+    return "og_ops" if fold == 1 else f"fold{fold}_ops"
+
+
+def count_flops(model, input_shape):
+    """2 x thop's MACs for one input of shape (C, H, W)."""
+    import thop  # imported here: only the FLOP tools need it
+
+    with contextlib.redirect_stdout(io.StringIO()):  # thop announces every layer type it knows
+        macs, _ = thop.profile(model.eval(), inputs=(torch.zeros(1, *input_shape),), verbose=False)
+    return int(round(2 * macs))
+
+
+def compute_model_map(progress=None):
+    table = {}
+    for name in models.model_names():
+        entry = {ops_key(f): count_flops(models.build_model(name, f), models.input_shape(name, f))
+                 for f in FOLDS}
+        if models.load_config(name)["family"] == "game":
+            entry["efficientnet_ops"] = count_flops(models.build_compound_scaled(name),
+                                                    models.compound_scaled_input_shape(name))
+        table[name] = entry
+        if progress:
+            progress(name, entry)
+    return table
+
+
+def write_json_atomic(path, obj):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_model_map(path=MODEL_MAP_PATH):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: run ./flop_count.sh to regenerate it") from None
+
+
+def flops_per_input(name, fold=1, efficientnet=False):
+    """FLOPs of one (folded) input from the committed table; divide by `fold` for per image."""
+    cfg = models.load_config(name)
+    entry = load_model_map().get(cfg["name"])
+    key = "efficientnet_ops" if efficientnet else ops_key(fold)
+    if entry is None or key not in entry:
+        raise UserError(f"config/model_map.json has no '{key}' for {cfg['name']}: "
+                        f"run ./flop_count.sh to regenerate it")
+    return entry[key]
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Count FLOPs of every model at f=1..4 with thop "
+                                                 "and write config/model_map.json.")
+    parser.add_argument("--out", default=str(MODEL_MAP_PATH), help="where to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    table = compute_model_map(progress=lambda name, e: print(
+        f"{name:12s} " + "  ".join(f"{k}={v:,}" for k, v in e.items()), flush=True))
+    write_json_atomic(args.out, table)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
