@@ -8,22 +8,16 @@
 import argparse
 
 import models
-from util.arith_intensity import conv_layer_table, layer_costs, model_intensity
+from util.arith_intensity import conv_layer_table, folded_model_intensity, layer_costs
 from util.errors import UserError, cli_main
 
 FOLDS = (1, 2, 3, 4)
 
 
-def intensity(name, fold, batch, nbytes):
-    """A FoldedCNN at batch N sees N // f folded inputs, as in the paper's measurements."""
-    model = models.build_model(name, fold)
-    return model_intensity(model, models.input_shape(name, fold), batch // fold, nbytes)["intensity"]
-
-
 def print_models(names, batch, nbytes):
     print("model,batch_size,original_AI,tformed_AI_2,tformed_AI_3,tformed_AI_4")
     for name in names:
-        values = [intensity(name, f, batch, nbytes) for f in FOLDS]
+        values = [folded_model_intensity(name, f, batch, nbytes)["intensity"] for f in FOLDS]
         print(",".join([name, str(batch)] + [f"{v:.2f}" for v in values]))
 
 
