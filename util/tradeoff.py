@@ -34,7 +34,7 @@ def describe(ratio):
         return "never (not faster)"
     if math.isinf(ratio):
         return "always (no accuracy lost)"
-    return f"{math.floor(ratio):,}x"
+    return f"{math.floor(ratio):,}x" if ratio >= 10 else f"{math.floor(ratio * 10) / 10:.1f}x"
 
 
 @cli_main

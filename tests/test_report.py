@@ -1,0 +1,75 @@
+"""The report builder and the appendix G trade-off."""
+import math
+
+from tests.conftest import assert_clean_error, run_cli
+from util.report import build_report, load_report_data, tradeoff_rows
+from util.tradeoff import describe, max_latency_ratio
+
+SUMMARY = """dataset,fold,epochs,best_val_top1,test_top1,delta_vs_f1,wall_time_s,train_images_per_s
+lol-gold1,1,5,97.00,96.50,0.00,10,1000
+lol-gold1,2,5,90.00,91.25,-5.25,10,1000
+lol-gold1,4,5,50.00,40.00,-56.50,10,1000
+night,1,5,99.00,99.00,0.00,10,1000
+night,4,5,99.00,98.79,-0.21,10,1000
+"""
+RESULTS = """Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm
+lol-gold1,0,1024,Original,1,1000,1,1.0,1.0
+lol-gold1,0,1024,Folded,2,1500,1,1.5,1.5
+lol-gold1,0,1024,Folded,4,2000,1,2.0,2.0
+lol-gold1,1,1024,Original,1,1100,1,1.0,1.0
+lol-gold1,1,1024,Folded,2,1650,1,1.5,1.5
+lol-gold1,1,1024,Folded,4,2420,1,2.2,2.2
+lol-gold1,0,1024,EfficientNet,1,1300,1,1.3,0.8
+night,0,1024,Original,1,400,1,1.0,1.0
+night,0,1024,Folded,4,1000,1,2.5,2.5
+night,0,256,Folded,4,100,1,9.9,9.9
+"""
+
+
+def write_inputs(tmp_path):
+    (tmp_path / "summary.csv").write_text(SUMMARY)
+    (tmp_path / "results.csv").write_text(RESULTS)
+    return tmp_path / "summary.csv", tmp_path / "results.csv"
+
+
+def test_tradeoff_formula_gives_the_papers_285():
+    assert math.floor(max_latency_ratio(2.50, 0.0021)) == 285
+    assert max_latency_ratio(2.0, 0.0) == math.inf
+    assert max_latency_ratio(0.9, 0.01) == 0.0
+    assert describe(max_latency_ratio(2.1, 0.565)) == "0.9x"
+
+
+def test_tradeoff_cli(repo):
+    proc = run_cli("util/tradeoff.py", "2.5", "0.0021")
+    assert proc.returncode == 0 and "285x" in proc.stdout
+    assert_clean_error(run_cli("util/tradeoff.py", "2.5"), "give SPEEDUP and ACCURACY_DROP")
+
+
+def test_report_tables_have_the_right_numbers_and_signs(tmp_path):
+    summary, results = write_inputs(tmp_path)
+    report = build_report(summary, results, tmp_path / "out" / "REPORT.md", backend="eager").read_text()
+    # accuracy table: original, folded (change) and the median speedup over trials at batch 1024
+    v1 = next(line for line in report.splitlines() if line.startswith("| V1 (lol-gold1) | (22, 52)"))
+    assert "| 96.50 |" in v1 and "91.25 (-5.25) | 1.50 |" in v1 and "40.00 (-56.50) | 2.10 |" in v1
+    n2 = next(line for line in report.splitlines() if line.startswith("| N2 (night) | (50, 50)"))
+    assert "98.79 (-0.21) | 2.50 |" in n2  # the batch-256 row is ignored: largest batch only
+    # throughput table: medians with speedups, EfficientNet column
+    tput = next(line for line in report.splitlines() if line.startswith("| V1 (lol-gold1) | 1,050"))
+    assert "1,575 (1.50x)" in tput and "1,300 (1.30x)" in tput
+    assert "| night | 4 | 2.50 | 0.21 points | 285x |" in report
+    assert "## Arithmetic intensity" in report and "## Machine" in report
+    assert "python fold_trainer.py lol-gold1 4 runs/paper --profile paper" in report
+
+
+def test_tradeoff_rows_from_csvs(tmp_path):
+    rows = tradeoff_rows(load_report_data(*write_inputs(tmp_path)))
+    assert [(r[0], r[1]) for r in rows] == [("lol-gold1", 2), ("lol-gold1", 4), ("night", 4)]
+
+
+def test_report_errors_are_clear(tmp_path):
+    summary, results = write_inputs(tmp_path)
+    proc = run_cli("-m", "util.report", "--summary", tmp_path / "nope.csv", "--results", results)
+    assert_clean_error(proc, "nope.csv not found")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert_clean_error(run_cli("-m", "util.report", "--summary", summary, "--results", tmp_path / "bad.csv"),
+                       "missing Model")

@@ -1,0 +1,222 @@
+"""Build results/REPORT.md from train.py's summary.csv and run_inference.sh's results.csv.
+
+    python -m util.report --summary results/summary.csv --results results/results.csv \
+        --out results/REPORT.md [--backend eager] [--scale 0.05] [--profile quick]
+
+Tables: accuracy in the layout of appendix table 3 (original accuracy; for each f the folded
+accuracy with its change in parentheses and the speedup), throughput, arithmetic intensity,
+the appendix G trade-off, the machine and versions, and the commands to rerun at paper scale.
+"""
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import models  # noqa: E402
+from util.arith_intensity import folded_model_intensity  # noqa: E402
+from util.errors import UserError, cli_main  # noqa: E402
+from util.tradeoff import describe, max_latency_ratio  # noqa: E402
+
+FOLDS = (1, 2, 3, 4)
+
+
+def read_csv(path, required):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the step that writes it first (see README)")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in required if rows and c not in rows[0]]
+    if not rows or missing:
+        raise UserError(f"{path}: expected columns {', '.join(required)}"
+                        + (f"; missing {', '.join(missing)}" if rows else "; the file has no rows"))
+    return rows
+
+
+def load_report_data(summary_csv, results_csv):
+    """{"accuracy": {(name, f): test top-1 %}, "throughput": {(name, mode, f): [img/s per trial]},
+    "speedup": {(name, mode, f): [TputNorm per trial]}} at the largest batch size measured."""
+    summary = read_csv(summary_csv, ["dataset", "fold", "test_top1"])
+    results = read_csv(results_csv, ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "TputNorm"])
+    accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): float(r["test_top1"])
+                for r in summary}
+    batch = max(int(r["Batch Size"]) for r in results)
+    throughput, speedup = defaultdict(list), defaultdict(list)
+    for r in results:
+        if int(r["Batch Size"]) != batch:
+            continue
+        key = (models.load_config(r["Model"])["name"], r["Mode"], int(r["Fold"]))
+        throughput[key].append(float(r["Throughput"]))
+        speedup[key].append(float(r["TputNorm"]))
+    return {"accuracy": accuracy, "throughput": dict(throughput), "speedup": dict(speedup), "batch": batch}
+
+
+def median_speedup(data, name, fold, mode="Folded"):
+    values = data["speedup"].get((name, mode, fold))
+    return statistics.median(values) if values else None
+
+
+def ordered_names(names):
+    order = models.model_names()
+    return sorted(set(names), key=order.index)
+
+
+def accuracy_table(data):
+    names = ordered_names(n for n, _ in data["accuracy"])
+    folds = sorted({f for _, f in data["accuracy"] if f > 1})
+    head = ["Model", "Resolution", "Classes", "Original accuracy"]
+    for f in folds:
+        head += [f"Folded (f={f}) accuracy", "Speedup"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        cfg = models.load_config(name)
+        base = data["accuracy"].get((name, 1))
+        cells = [f"{cfg['id']} ({name})", f"({cfg['input']['height']}, {cfg['input']['width']})",
+                 str(len(cfg["classes"])), "-" if base is None else f"{base:.2f}"]
+        for f in folds:
+            acc = data["accuracy"].get((name, f))
+            if acc is None:
+                cells.append("-")
+            elif base is None:
+                cells.append(f"{acc:.2f}")
+            else:
+                cells.append(f"{acc:.2f} ({acc - base:+.2f})")
+            s = median_speedup(data, name, f)
+            cells.append("-" if s is None else f"{s:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def throughput_table(data):
+    names = ordered_names(n for n, _, _ in data["throughput"])
+    cols = [("Original", 1)] + [("Folded", f) for f in FOLDS[1:]] + [("EfficientNet", 1)]
+    cols = [c for c in cols if any((n, *c) in data["throughput"] for n in names)]
+    head = ["Model"] + [mode if mode != "Folded" else f"f={f}" for mode, f in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        cells = [f"{models.load_config(name)['id']} ({name})"]
+        for mode, f in cols:
+            tput = data["throughput"].get((name, mode, f))
+            if not tput:
+                cells.append("-")
+                continue
+            cell = f"{statistics.median(tput):,.0f}"
+            if mode != "Original":
+                cell += f" ({median_speedup(data, name, f, mode):.2f}x)"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def intensity_table(names, batch=1024):
+    head = ["Model"] + [f"f={f}" for f in FOLDS] + ["f=4 / f=1"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in ordered_names(names):
+        values = [folded_model_intensity(name, f, batch)["intensity"] for f in FOLDS]
+        lines.append("| " + " | ".join([f"{models.load_config(name)['id']} ({name})"]
+                                       + [f"{v:.1f}" for v in values] + [f"{values[-1] / values[0]:.2f}"]) + " |")
+    return lines
+
+
+def tradeoff_rows(data):
+    """(dataset, f, speedup, accuracy drop as a fraction, bound on T_g/T_s) per trained fold."""
+    rows = []
+    for (name, fold), acc in sorted(data["accuracy"].items(), key=lambda kv: (models.model_names().index(kv[0][0]), kv[0][1])):
+        base, speed = data["accuracy"].get((name, 1)), median_speedup(data, name, fold)
+        if fold == 1 or base is None or speed is None:
+            continue
+        drop = (base - acc) / 100
+        rows.append((name, fold, round(speed, 3), round(drop, 4), describe(max_latency_ratio(speed, drop))))
+    return rows
+
+
+def machine_lines(backend):
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- CPU: {cpu}, {os.cpu_count()} cores; GPU: {gpu}",
+            f"- Python {platform.python_version()}, PyTorch {torch.__version__}, {platform.platform()}",
+            f"- Inference backend: {backend}"]
+
+
+def rerun_commands(names, folds):
+    lines = ["```bash"]
+    for name in ordered_names(names):
+        cfg = models.load_config(name)
+        if cfg["family"] == "game":
+            lines.append(f"python -m datasets.game_synth {name} --scale 1   # or --data-root /path/to/game_data")
+        elif cfg["family"] == "noscope":
+            lines.append(f"python util/noscope_video_save.py VIDEO.mp4 frames/ && "
+                         f"python util/noscope_split.py {name} data/{name} --infile LABELS.csv --indir frames/")
+        for f in folds:
+            lines.append(f"python fold_trainer.py {name} {f} runs/paper --profile paper")
+    lines += ["MODELS=\"" + " ".join(ordered_names(names)) + "\" TRIALS=10 BACKEND=tensorrt ./run_inference.sh results.csv",
+              "```"]
+    return lines
+
+
+def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=()):
+    data = load_report_data(summary_csv, results_csv)
+    names = [n for n, _ in data["accuracy"]] + [n for n, _, _ in data["throughput"]]
+    folds = sorted({f for _, f in data["accuracy"]})
+    setting = ", ".join(x for x in [f"data scale {scale}" if scale else "", f"profile {profile}" if profile else ""] if x)
+    lines = ["# FoldedCNNs: reproduction report", "",
+             "Test top-1 (%) at the epoch of best validation top-1; speedup = folded images/s over the "
+             f"original's in the same trial, batch {data['batch']} images"
+             + (f" ({setting})." if setting else "."), "",
+             "## Accuracy (layout of appendix table 3)", "", *accuracy_table(data), "",
+             f"## Inference throughput (images/s, median over trials; batch {data['batch']})", "",
+             *throughput_table(data), "",
+             "## Arithmetic intensity (FLOPs/byte, fp16, batch 1024; paper eq. 3)", "",
+             *intensity_table(names), "",
+             "## System-level trade-off (appendix G)", "",
+             "Largest ratio of a general-purpose CNN's latency to the specialized CNN's for which the "
+             "FoldedCNN still raises the throughput of a filter-then-verify cascade.", "",
+             "| Dataset | f | Speedup | Accuracy drop | Folding helps while T_g/T_s < |", "|---|---|---|---|---|",
+             *[f"| {n} | {f} | {s:.2f} | {a * 100:.2f} points | {r} |" for n, f, s, a, r in tradeoff_rows(data)], ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    lines += ["## Machine", "", *machine_lines(backend), "",
+              "## Rerun at paper scale", "",
+              "On a GPU, with the full data (or the real tarball via `--data-root`) and the paper's recipe:", "",
+              *rerun_commands(names, folds), ""]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, out)
+    return out
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summary", required=True, help="train.py's summary.csv")
+    parser.add_argument("--results", required=True, help="run_inference.sh's results CSV")
+    parser.add_argument("--out", default="results/REPORT.md", help="default: %(default)s")
+    parser.add_argument("--backend", default="eager", help="inference backend used, for the record")
+    parser.add_argument("--scale", help="data scale used, for the record")
+    parser.add_argument("--profile", help="training profile used, for the record")
+    parser.add_argument("--plots", nargs="*", default=[], help="PNG files to link (relative to the report)")
+    args = parser.parse_args(argv)
+    print(f"wrote {build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots)}")
+
+
+if __name__ == "__main__":
+    main()
