@@ -1,0 +1,61 @@
+"""Datasets of every task as uint8 image tensors: `load_split(name, split, data_root)`.
+
+Game-scraping (V1-V6) and NoScope (N1-N4) splits are image folders (`image_folder.py`);
+CIFAR-10/100 come through torchvision (`cifar.py`). Synthetic sources live in
+`game_synth.py` (V1-V6) and `noscope_synth.py` (N1-N4); the NoScope splitter in `noscope.py`.
+"""
+from pathlib import Path
+
+from models import load_config
+from util.errors import UserError
+
+from .cifar import load_cifar
+from .image_folder import load_image_folder
+
+SPLITS = ("train", "val", "test")
+
+
+def dataset_dir(name, data_root="data"):
+    """The folder holding the dataset `name` under `data_root`; a UserError says how to make it."""
+    cfg = load_config(name)
+    root = Path(data_root)
+    if cfg["family"] == "game":
+        candidates = [root / cfg["name"], root / cfg["data"]["source"]]
+        make = (f"python -m datasets.game_synth {cfg['name']} --out {root} "
+                f"(or untar the original game data so that {candidates[1]} exists)")
+    elif cfg["family"] == "noscope":
+        candidates = [root / cfg["name"]]
+        make = (f"python -m datasets.noscope_synth {cfg['name']} --build --out {root} "
+                f"(or split the real video with util/noscope_split.py {cfg['name']} {candidates[0]} ...)")
+    else:
+        candidates = [root / cfg["data"]["source"]]
+        make = f"put the extracted '{cfg['data']['source']}' folder under {root}/"
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise UserError(f"no data for {cfg['name']} at {candidates[0]}; create it with: {make}")
+
+
+def load_split(name, split, data_root="data"):
+    """(images uint8 (N, C, H, W), labels int64 (N,)) of split "train", "val" or "test".
+
+    Labels index config["classes"]. Image folders are decoded once and cached next to the split.
+    """
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    cfg = load_config(name)
+    if cfg["family"] == "cifar":
+        return load_cifar(cfg, split, data_root)
+    folder = dataset_dir(name, data_root)
+    return load_image_folder(folder / split, cfg["classes"], cfg["input"]["height"], cfg["input"]["width"])
+
+
+def normalization(name):
+    """(mean, std) per channel for inputs scaled to [0, 1], or None if the recipe uses none."""
+    data = load_config(name)["data"]
+    if "mean" in data and "std" in data:
+        return tuple(data["mean"]), tuple(data["std"])
+    return None
+
+
+__all__ = ["SPLITS", "dataset_dir", "load_split", "normalization"]

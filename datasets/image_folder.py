@@ -1,0 +1,91 @@
+"""Image-folder splits (game-scraping and NoScope) as uint8 tensors.
+
+A split is `<dataset>/<split>/<class>/<image>`: the layout of the original game tarball, of
+`python -m datasets.game_synth` and of `util/noscope_split.py`. The first load decodes every
+image and packs the split into `<dataset>/<split>.cache.pt`; later loads read that file. The
+cache remembers the folder's file list, sizes and mtimes and is re-packed when they change.
+"""
+import hashlib
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from util.errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def _list_images(split_dir, classes):
+    """[(path, class index)] sorted like an image folder; checks the class folders first."""
+    if not split_dir.is_dir():
+        raise UserError(f"{split_dir} does not exist: the dataset has no such split folder")
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if found != sorted(classes):
+        missing = sorted(set(classes) - set(found))
+        extra = sorted(set(found) - set(classes))
+        raise UserError(f"{split_dir}: class folders do not match the config "
+                        f"(missing: {missing or 'none'}, unexpected: {extra or 'none'})")
+    files = []
+    for index, cls in enumerate(classes):
+        images = sorted(e.path for e in os.scandir(split_dir / cls)
+                        if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise UserError(f"{split_dir / cls} holds no images: every class needs at least one "
+                            f"(regenerate the dataset or remove the split)")
+        files += [(path, index) for path in images]
+    return files
+
+
+def _fingerprint(files):
+    digest = hashlib.sha1()
+    for path, index in files:
+        st = os.stat(path)
+        digest.update(f"{path}\0{index}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _decode_all(files, height, width):
+    images = np.empty((len(files), height, width, 3), np.uint8)
+
+    def decode(i):
+        path = files[i][0]
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"{path}: not a readable image (delete or replace the file)")
+        if img.shape[:2] != (height, width):
+            raise UserError(f"{path}: image is {img.shape[0]}x{img.shape[1]} (HxW) but the config "
+                            f"expects {height}x{width}")
+        cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=images[i])
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(tqdm(pool.map(decode, range(len(files)), chunksize=256), total=len(files),
+                  desc="decoding images", unit="img", leave=False, disable=len(files) < 5000))
+    return images
+
+
+def load_image_folder(split_dir, classes, height, width):
+    """(uint8 images (N, 3, H, W), int64 labels (N,)) of one split folder, through the cache."""
+    split_dir = Path(split_dir)
+    files = _list_images(split_dir, classes)
+    fingerprint = _fingerprint(files)
+    cache = split_dir.parent / f"{split_dir.name}.cache.pt"
+    if cache.is_file():
+        packed = torch.load(cache, weights_only=True)
+        if packed.get("fingerprint") == fingerprint:
+            return packed["images"], packed["labels"]
+    images = torch.from_numpy(_decode_all(files, height, width)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([index for _, index in files], dtype=torch.int64)
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"fingerprint": fingerprint, "images": images, "labels": labels}, tmp)
+        os.replace(tmp, cache)
+    except OSError as err:  # a read-only dataset still loads, just without a cache
+        tmp.unlink(missing_ok=True)
+        print(f"note: cannot write the cache {cache} ({err.strerror}); decoding every time", file=sys.stderr)
+    return images, labels

@@ -1,0 +1,153 @@
+"""NoScope datasets (N1-N4): video -> 50x50 frames -> contiguous train/val/test chunks.
+
+`save_video_frames` writes every frame of a video as `<frame>.png` (0-based index, the label
+CSV's `frame` column), resized to 50x50 with nearest neighbour like the original system.
+`split_frames` cuts the sorted frames into `data.chunks` contiguous chunks (numbered from 1),
+takes the chunks named by `data.split` and writes `<out>/{train,val,test}/{0,1}/<frame>.png`;
+a frame is 1 when any label row for it names the task's object (`data.object`).
+"""
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from models import load_config
+from util.errors import UserError
+
+FRAME_SIZE = 50
+SPLITS = ("train", "val", "test")
+
+
+def _write_png_atomic(path, img):
+    ok, buf = cv2.imencode(".png", img)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def save_video_frames(video, out_dir, start=0, end=None, size=FRAME_SIZE):
+    """Write frames [start, end) of `video` to out_dir/<frame>.png at size x size; returns the
+    number written. Frames already on disk are skipped, so an interrupted run resumes."""
+    if not Path(video).is_file():
+        raise UserError(f"video {video} does not exist")
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise UserError(f"{video}: OpenCV cannot open this video (is it a video file?)")
+    if start < 0 or (end is not None and end <= start):
+        raise UserError(f"empty frame range --start {start} --end {end}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # may be approximate: only for the progress bar
+    stop = end if end is not None else float("inf")
+    total = min(stop, count) - start if count > 0 else None
+    written, index = 0, 0
+    with tqdm(total=total, desc="frames", unit="frame") as bar:
+        while index < stop:
+            path = out_dir / f"{index}.png"
+            if index < start or path.exists():  # grab() skips the decode of unneeded frames
+                if not cap.grab():
+                    break
+                bar.update(index >= start)
+            else:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                _write_png_atomic(path, cv2.resize(frame, (size, size), interpolation=cv2.INTER_NEAREST))
+                written += 1
+                bar.update()
+            index += 1
+    cap.release()
+    if index <= start:
+        raise UserError(f"{video}: no frames at or after frame {start}")
+    return written
+
+
+def positive_frames(labels_csv, object_name):
+    """Frame indices with at least one label row naming `object_name`."""
+    path = Path(labels_csv)
+    if not path.is_file():
+        raise UserError(f"label file {path} does not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"frame", "object_name"} - set(reader.fieldnames or ())
+        if missing:
+            raise UserError(f"{path}: missing column(s) {sorted(missing)}; NoScope label CSVs have "
+                            f"frame,object_name,confidence,xmin,ymin,xmax,ymax")
+        try:
+            return {int(float(row["frame"])) for row in reader if row["object_name"] == object_name}
+        except ValueError as err:
+            raise UserError(f"{path}: a frame number is not a number ({err})") from None
+
+
+def list_frames(frames_dir):
+    """Sorted frame indices of the `<frame>.png` files in `frames_dir`."""
+    frames_dir = Path(frames_dir)
+    if not frames_dir.is_dir():
+        raise UserError(f"frames folder {frames_dir} does not exist; write it with util/noscope_video_save.py")
+    frames = sorted(int(p.stem) for p in frames_dir.glob("*.png") if p.stem.isdigit())
+    if not frames:
+        raise UserError(f"{frames_dir} holds no <frame>.png files; write them with util/noscope_video_save.py")
+    return frames
+
+
+def chunk(frames, chunks, number):
+    """Chunk `number` (1-based) of `chunks` contiguous, near-equal pieces of the list `frames`."""
+    n = len(frames)
+    return frames[(number - 1) * n // chunks: number * n // chunks]
+
+
+def split_frames(name, out_dir, labels_csv, frames_dir, link=False):
+    """Write the train/val/test image folders of NoScope task `name`; return per-split stats
+    {split: (frames, positives)}. Built under <out_dir>.partial and swapped in when done; a
+    `.complete` marker with the same inputs makes a rerun a no-op."""
+    cfg = load_config(name)
+    if cfg["family"] != "noscope":
+        raise UserError(f"{cfg['name']} is not a NoScope task")
+    out_dir = Path(out_dir)
+    frames = list_frames(frames_dir)
+    positives = positive_frames(labels_csv, cfg["data"]["object"])
+    chunks = cfg["data"]["chunks"]
+    if len(frames) < chunks:
+        raise UserError(f"{frames_dir} has {len(frames)} frames, fewer than the {chunks} chunks of {cfg['name']}")
+    # What the split depends on; rewritten labels or frames change the mtimes.
+    labels_stat, frames_stat = os.stat(labels_csv), os.stat(frames_dir)
+    params = {"name": cfg["name"], "labels": str(Path(labels_csv).resolve()),
+              "labels_size": labels_stat.st_size, "labels_mtime": labels_stat.st_mtime_ns,
+              "frames": str(Path(frames_dir).resolve()), "frames_mtime": frames_stat.st_mtime_ns,
+              "first": frames[0], "last": frames[-1], "count": len(frames), "chunks": chunks,
+              "split": cfg["data"]["split"], "object": cfg["data"]["object"]}
+    marker = out_dir / ".complete"
+    if marker.is_file() and json.loads(marker.read_text())["params"] == params:
+        return {s: tuple(v) for s, v in json.loads(marker.read_text())["stats"].items()}
+    if out_dir.exists() and any(out_dir.iterdir()) and not marker.is_file():
+        raise UserError(f"{out_dir} exists and is not a noscope_split output; remove it or pick another folder")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    place = os.link if link else shutil.copyfile
+    stats, jobs = {}, []
+    for split in SPLITS:
+        selected = chunk(frames, chunks, cfg["data"]["split"][split])
+        for label in ("0", "1"):
+            (partial / split / label).mkdir(parents=True)
+        jobs += [(f, split, str(int(f in positives))) for f in selected]
+        stats[split] = (len(selected), sum(f in positives for f in selected))
+    try:
+        for frame, split, label in tqdm(jobs, desc=f"{cfg['name']} split", unit="frame"):
+            place(Path(frames_dir) / f"{frame}.png", partial / split / label / f"{frame}.png")
+    except OSError as err:
+        hint = " (--link needs the output on the same filesystem as the frames)" if link else ""
+        raise UserError(f"cannot write {partial}: {err.strerror}{hint}") from None
+    (partial / ".complete").write_text(json.dumps({"params": params, "stats": stats}, indent=1) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+    return stats
+
+
+def format_stats(stats):
+    return "\n".join(f"{split}: {n} frames, {pos} positive ({pos / max(n, 1):.1%})"
+                     for split, (n, pos) in stats.items())

@@ -1,0 +1,36 @@
+"""Split a folder of NoScope frames into train/val/test image folders of one task (N1-N4).
+
+    python util/noscope_split.py coral data/coral --infile coral-reef-long.csv --indir noscope-coral-frames-all
+
+The frames are cut into the task's contiguous chunks (config data.chunks, data.split); a frame
+is class 1 when the label CSV names the task's object (data.object) in it, else class 0.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from datasets.noscope import format_stats, split_frames  # noqa: E402
+from models import load_config, model_names  # noqa: E402
+from util.errors import cli_main  # noqa: E402
+
+
+@cli_main
+def main(argv=None):
+    tasks = [n for n in model_names() if load_config(n)["family"] == "noscope"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", choices=tasks, help="NoScope task")
+    parser.add_argument("outdir", help="output folder: OUTDIR/{train,val,test}/{0,1}/<frame>.png")
+    parser.add_argument("--infile", required=True, help="NoScope label CSV (columns frame, object_name, ...)")
+    parser.add_argument("--indir", required=True, help="frames written by util/noscope_video_save.py")
+    parser.add_argument("--print_stats", action="store_true", help="print the positive fraction of each split")
+    parser.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them")
+    args = parser.parse_args(argv)
+    stats = split_frames(args.name, args.outdir, args.infile, args.indir, link=args.link)
+    if args.print_stats:
+        print(format_stats(stats))
+    print(f"{args.outdir}: {sum(n for n, _ in stats.values())} frames split")
+
+
+if __name__ == "__main__":
+    main()
