@@ -1,0 +1,44 @@
+"""Inference backends behind one interface, registered in BACKENDS below (the only list).
+
+Each backend module has `prepare(model, inputs, precision, device, channels_last) -> run`
+and `NEEDS_CUDA`. `prepare` takes a float32 model and a batch of (folded) inputs on the
+CPU, does its one-time work (compilation, graph capture, engine build), and returns a
+function of no arguments that runs the model on those inputs and returns the outputs
+on `device`. Calling `run` is what gets timed, so it does nothing but inference; both
+`prepare` and `run` are called under torch.inference_mode() (util.inference does).
+"""
+import torch
+
+from util.errors import UserError
+
+from . import cudagraph, eager, torch_compile, trt_engine
+from .common import DTYPES  # noqa: F401  (re-exported for the CLIs)
+
+BACKENDS = {"tensorrt": trt_engine, "cudagraph": cudagraph, "compile": torch_compile, "eager": eager}
+
+
+def default_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_backend(device):
+    return "cudagraph" if torch.device(device).type == "cuda" else "eager"
+
+
+def default_precision(device):
+    """Half precision on a GPU, as the paper measured; float32 on a CPU, where it is fastest."""
+    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def check_device(backend, device):
+    """Raise a one-line UserError if `backend` cannot run on `device` on this machine."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device} requested but PyTorch sees no CUDA GPU here; "
+                        f"use --device cpu (backends eager or compile)")
+    if BACKENDS[backend].NEEDS_CUDA and device.type != "cuda":
+        reason = "PyTorch sees no CUDA GPU here" if not torch.cuda.is_available() else f"--device is {device}"
+        raise UserError(f"the {backend} backend needs a CUDA GPU but {reason}; "
+                        f"use --backend eager or --backend compile on a CPU")
+    return device
+

@@ -1,0 +1,158 @@
+"""The GPU benchmark: the throughput sweep with the cudagraph and compile backends in fp16 at
+batch 1024, appendix H's N4 f=2 rerun with widths aligned to 8, and a table of how close
+each model comes to the GPU's memory-bandwidth and tensor-core rooflines.
+
+    python util/gpu_benchmark.py --out results/gpu              # on a CUDA GPU
+    python util/gpu_benchmark.py --device cpu --backends eager --precision fp32 \
+        --models night --folds 1 2 --batch_size 8 --trials 1 --num_iteration 2   # a dry run
+
+The peaks are measured here: bandwidth by a large device-to-device copy (bytes read +
+written per second), FLOP/s by a large matmul in the benchmark's precision (tensor cores
+in fp16). A model's traffic and FLOPs per image follow the paper's eq. 3 accounting
+(util.arith_intensity: each conv/linear layer reads its input and weights and writes its
+output once); its FLOPs come from config/model_map.json. Results: OUT/<backend>.csv
+(run_inference.sh's format, resumable) and OUT/table.md, also printed.
+"""
+import argparse
+import contextlib
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import models  # noqa: E402
+from util import backends  # noqa: E402
+from util.arith_intensity import model_intensity  # noqa: E402
+from util.errors import cli_main  # noqa: E402
+from util.inference import (BYTES_PER_ELEMENT, Prepared, build_workload, device_name,  # noqa: E402
+                            ieee_fp32, images_per_second, time_iterations)
+from util.sweep import sweep  # noqa: E402
+
+# Appendix H: N4 at f=2 has 90-channel convs (tile quantization); rerun with widths aligned.
+ALIGNED_RUNS = [("N4", 2, 8)]  # (model, fold, align)
+
+
+def measure_peaks(device, precision, copy_mib=1024, matmul_n=8192, reps=20):
+    """(bytes/s of a device-to-device copy, FLOP/s of an n x n matmul in `precision`)."""
+    src = torch.empty(copy_mib << 20, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    copy_s = statistics.median(time_iterations(lambda: dst.copy_(src), device, reps))
+    dtype = backends.DTYPES[precision]
+    a, b = (torch.randn(matmul_n, matmul_n, device=device).to(dtype) for _ in range(2))
+    c = torch.empty_like(a)
+    with ieee_fp32() if precision == "fp32" else contextlib.nullcontext():
+        torch.mm(a, b, out=c)
+        mm_s = statistics.median(time_iterations(lambda: torch.mm(a, b, out=c), device, reps))
+    return 2 * src.numel() / copy_s, 2 * matmul_n ** 3 / mm_s
+
+
+def per_image_cost(name, mode, fold, batch, precision, align=1):
+    """(FLOPs, bytes of eq. 3 traffic) per image of a model run on `batch` images."""
+    workload = build_workload(name, fold, batch - batch % fold, align, mode == "EfficientNet")
+    traffic = model_intensity(workload.model, workload.input_shape, workload.num_inputs,
+                              BYTES_PER_ELEMENT[precision])["bytes"]
+    return workload.flops_per_image, traffic / workload.batch
+
+
+def roofline_rows(backend, results, precision, peak_bandwidth, peak_flops):
+    """Table rows from {(name, batch, mode, fold, align): ([images/s per trial], [speedup per trial])}."""
+    rows = []
+    for (name, batch, mode, fold, align), (tput, speedup) in results.items():
+        flops, traffic = per_image_cost(name, mode, fold, batch, precision, align)
+        images_per_s = statistics.median(tput)
+        rows.append({"backend": backend, "model": models.load_config(name)["id"], "mode": mode, "fold": fold,
+                     "align": align, "images_per_s": images_per_s, "speedup": statistics.median(speedup),
+                     "flops_per_s": images_per_s * flops, "flop_fraction": images_per_s * flops / peak_flops,
+                     "bytes_per_s": images_per_s * traffic,
+                     "bandwidth_fraction": images_per_s * traffic / peak_bandwidth})
+    return rows
+
+
+def format_table(rows, peak_bandwidth, peak_flops, device_label, precision):
+    lines = [f"Device: {device_label}; measured peaks: {peak_bandwidth / 1e9:,.0f} GB/s copy bandwidth, "
+             f"{peak_flops / 1e9:,.0f} GFLOP/s {precision} matmul", "",
+             "| backend | model | mode | f | align | images/s | speedup | GFLOP/s | % FLOP peak | GB/s | % BW peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['model']} | {r['mode']} | {r['fold']} | {r['align']} | "
+                     f"{r['images_per_s']:,.0f} | {r['speedup']:.2f} | {r['flops_per_s'] / 1e9:,.0f} | "
+                     f"{100 * r['flop_fraction']:.1f} | {r['bytes_per_s'] / 1e9:,.0f} | "
+                     f"{100 * r['bandwidth_fraction']:.1f} |")
+    return "\n".join(lines)
+
+
+def sweep_results(rows, names, batch):
+    """{(name, batch, mode, fold, 1): ([Throughput], [TputNorm])} of run_inference.sh rows."""
+    results = {}
+    for r in rows:
+        if r["Model"] not in names or int(r["Batch Size"]) != batch:
+            continue
+        key = (r["Model"], int(r["Batch Size"]), r["Mode"], int(r["Fold"]), 1)
+        tput, speedup = results.setdefault(key, ([], []))
+        tput.append(float(r["Throughput"]))
+        speedup.append(float(r["TputNorm"]))
+    return results
+
+
+def aligned_results(names, backend, precision, device, batch, trials, num_warmup, num_iteration, originals):
+    """The ALIGNED_RUNS of models in `names`, timed like the sweep; speedups against the
+    sweep's Originals."""
+    results = {}
+    for model_id, fold, align in ALIGNED_RUNS:
+        name = models.load_config(model_id)["name"]
+        if name not in names:
+            continue
+        prepared = Prepared(build_workload(name, fold, batch - batch % fold, align), backend, precision, device)
+        tput = []
+        for _ in range(trials):
+            prepared.warm_up(num_warmup)
+            seconds = prepared.time(num_iteration, desc=f"{name} f={fold} align {align}")
+            tput.append(images_per_second(prepared.workload, seconds))
+        original = statistics.median(originals[(name, batch, "Original", 1, 1)][0])
+        results[(name, batch, "Folded", fold, align)] = (tput, [t / original for t in tput])
+    return results
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="results/gpu", help="directory for the CSVs and table.md")
+    parser.add_argument("--backends", nargs="+", default=["cudagraph", "compile"], choices=list(backends.BACKENDS))
+    parser.add_argument("--models", nargs="+", help="names or ids (default: all game and NoScope models)")
+    parser.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3, 4])
+    parser.add_argument("--batch_size", type=int, default=1024)
+    parser.add_argument("--precision", default="fp16", choices=list(backends.DTYPES))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--num_warmup", type=int, default=100)
+    parser.add_argument("--num_iteration", type=int, default=2000)
+    parser.add_argument("--copy_mib", type=int, default=1024, help="size of the bandwidth probe's copy")
+    parser.add_argument("--matmul_n", type=int, default=8192, help="size of the FLOP/s probe's matmul")
+    args = parser.parse_args(argv)
+    device = backends.check_device(args.backends[0], args.device)
+    if args.models:
+        names = [models.load_config(n)["name"] for n in args.models]
+    else:
+        names = [n for n in models.model_names() if models.load_config(n)["family"] in ("game", "noscope")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    peak_bandwidth, peak_flops = measure_peaks(device, args.precision, args.copy_mib, args.matmul_n)
+    rows = []
+    for backend in args.backends:
+        done = sweep(out / f"{backend}.csv", names, args.folds, [args.batch_size], args.trials, backend,
+                     args.precision, device, True, args.num_warmup, args.num_iteration)
+        results = sweep_results(done, names, args.batch_size)
+        results.update(aligned_results(names, backend, args.precision, device, args.batch_size, args.trials,
+                                       args.num_warmup, args.num_iteration, results))
+        rows += roofline_rows(backend, results, args.precision, peak_bandwidth, peak_flops)
+    table = format_table(rows, peak_bandwidth, peak_flops, device_name(device), args.precision)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
