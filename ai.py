@@ -4,12 +4,14 @@
     python ai.py --per-layer V1 --fold 4      # where the intensity rises, layer by layer
     python ai.py --layer --ci 32 --co 32 --kh 3 --kw 3 --h 11 --w 26 --n 1024 --fold 4
                                               # appendix table 1 for a single convolution
+    python ai.py --layer G32 --fold 4         # a named layer of util/layer_specs.py
 """
 import argparse
 
 import models
 from util.arith_intensity import conv_layer_table, folded_model_intensity, layer_costs
 from util.errors import UserError, cli_main
+from util.layer_specs import LAYER_SPECS
 
 FOLDS = (1, 2, 3, 4)
 
@@ -77,14 +79,18 @@ def main(argv=None):
     parser.add_argument("--bytes", type=int, default=2, help="bytes per element, B (default 2: fp16)")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models for the CSV (default: all)")
     parser.add_argument("--per-layer", metavar="MODEL", help="print the intensity of each layer of MODEL")
-    parser.add_argument("--layer", action="store_true", help="analyse one convolution (appendix table 1)")
-    layer = parser.add_argument_group("--layer options (defaults: appendix table 1's layer)")
-    for flag, default in (("ci", 32), ("co", 32), ("kh", 3), ("kw", 3), ("h", 11), ("w", 26),
-                          ("n", 1024), ("groups", 1)):
-        layer.add_argument(f"--{flag}", type=int, default=default, help=f"default {default}")
+    parser.add_argument("--layer", nargs="?", const="table1", choices=sorted(LAYER_SPECS), metavar="SPEC",
+                        help="analyse one convolution: a layer of util/layer_specs.py "
+                             f"({', '.join(LAYER_SPECS)}; default table1), changed by the flags below")
+    layer = parser.add_argument_group("--layer options (defaults: the SPEC's layer, batch 1024)")
+    for flag in ("ci", "co", "kh", "kw", "h", "w", "n", "groups"):
+        layer.add_argument(f"--{flag}", type=int)
     parser.add_argument("--fold", type=int, default=4, help="fold for --layer / --per-layer (default 4)")
     args = parser.parse_args(argv)
     if args.layer:
+        for field, value in {**LAYER_SPECS[args.layer], "n": 1024}.items():
+            if getattr(args, field) is None:
+                setattr(args, field, value)
         print_layer(args)
     elif args.per_layer:
         print_per_layer(args.per_layer, args.fold, args.batch_size, args.bytes)

@@ -6,11 +6,11 @@ from util.report import build_report, load_report_data, tradeoff_rows
 from util.tradeoff import describe, max_latency_ratio
 
 SUMMARY = """dataset,fold,epochs,best_val_top1,test_top1,delta_vs_f1,wall_time_s,train_images_per_s
-lol-gold1,1,5,97.00,96.50,0.00,10,1000
-lol-gold1,2,5,90.00,91.25,-5.25,10,1000
-lol-gold1,4,5,50.00,40.00,-56.50,10,1000
-night,1,5,99.00,99.00,0.00,10,1000
-night,4,5,99.00,98.79,-0.21,10,1000
+lol-gold1,1,5,0.9700,0.9650,0.0000,10,1000
+lol-gold1,2,5,0.9000,0.9125,-0.0525,10,1000
+lol-gold1,4,5,0.5000,0.4000,-0.5650,10,1000
+night,1,5,0.9900,0.9900,0.0000,10,1000
+night,4,5,0.9900,0.9879,-0.0021,10,1000
 """
 RESULTS = """Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm
 lol-gold1,0,1024,Original,1,1000,1,1.0,1.0

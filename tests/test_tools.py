@@ -43,6 +43,12 @@ def test_ai_layer_cli_prints_table1(repo):
     assert "18.74M" in proc.stdout and "5398.07M" in proc.stdout and "holds" in proc.stdout
 
 
+def test_ai_layer_cli_reads_named_layers():
+    proc = run_cli("ai.py", "--layer", "G32", "--fold", 4)
+    assert proc.returncode == 0, proc.stderr
+    assert "groups=4" in proc.stdout and "36.00" in proc.stdout and "71.99" in proc.stdout
+
+
 def test_appendix_j_inequality_fails_at_tiny_batch():
     t = conv_layer_table(64, 64, 3, 3, 1, 1, 4, 4)
     assert not t["traffic_reduced"] and t["folded"]["intensity"] < t["original"]["intensity"]

@@ -47,7 +47,8 @@ def load_report_data(summary_csv, results_csv):
     "speedup": {(name, mode, f): [TputNorm per trial]}} at the largest batch size measured."""
     summary = read_csv(summary_csv, ["dataset", "fold", "test_top1"])
     results = read_csv(results_csv, ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "TputNorm"])
-    accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): float(r["test_top1"])
+    # summary.csv holds fractions; the report speaks in percent, as the paper does
+    accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): 100 * float(r["test_top1"])
                 for r in summary}
     batch = max(int(r["Batch Size"]) for r in results)
     throughput, speedup = defaultdict(list), defaultdict(list)
