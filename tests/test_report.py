@@ -58,7 +58,7 @@ def test_report_tables_have_the_right_numbers_and_signs(tmp_path):
     assert "1,575 (1.50x)" in tput and "1,300 (1.30x)" in tput
     assert "| night | 4 | 2.50 | 0.21 points | 285x |" in report
     assert "## Arithmetic intensity" in report and "## Machine" in report
-    assert "python fold_trainer.py lol-gold1 4 runs/paper --profile paper" in report
+    assert "python train.py runs/paper --profile paper --datasets lol-gold1 night --folds 1 2 4" in report
 
 
 def test_tradeoff_rows_from_csvs(tmp_path):

@@ -157,17 +157,19 @@ def machine_lines(backend):
 
 
 def rerun_commands(names, folds):
+    names = ordered_names(names)
     lines = ["```bash"]
-    for name in ordered_names(names):
-        cfg = models.load_config(name)
-        if cfg["family"] == "game":
+    for name in names:
+        family = models.load_config(name)["family"]
+        if family == "game":
             lines.append(f"python -m datasets.game_synth {name} --scale 1   # or --data-root /path/to/game_data")
-        elif cfg["family"] == "noscope":
+        elif family == "noscope":
             lines.append(f"python util/noscope_video_save.py VIDEO.mp4 frames/ && "
                          f"python util/noscope_split.py {name} data/{name} --infile LABELS.csv --indir frames/")
-        for f in folds:
-            lines.append(f"python fold_trainer.py {name} {f} runs/paper --profile paper")
-    lines += ["MODELS=\"" + " ".join(ordered_names(names)) + "\" TRIALS=10 BACKEND=tensorrt ./run_inference.sh results.csv",
+    lines += [f"python train.py runs/paper --profile paper --datasets {' '.join(names)} "
+              f"--folds {' '.join(map(str, folds))}",
+              f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper   # one cell: the config's recipe",
+              f"MODELS=\"{' '.join(names)}\" TRIALS=10 BACKEND=tensorrt ./run_inference.sh results.csv",
               "```"]
     return lines
 
