@@ -17,3 +17,16 @@ $(VENV)/.installed: requirements.txt
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# Sizes of `make reproduce`; override on the command line, e.g. `make reproduce SCALE=0.2`.
+SCALE     ?= 0.05
+DATASETS  ?= lol-gold1 apex-count sot-coin sot-time night
+FOLDS     ?= 1 2 3 4
+PROFILE   ?= quick
+DATA_ROOT ?= data
+RESULTS   ?= results
+
+.PHONY: reproduce
+reproduce: venv
+	$(PY) -m util.reproduce --scale $(SCALE) --datasets $(DATASETS) --folds $(FOLDS) \
+	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS)

@@ -1,0 +1,104 @@
+"""`make reproduce`: the paper end to end at a size this machine can afford.
+
+    python -m util.reproduce [--datasets ...] [--folds 1 2 3 4] [--scale 0.05]
+                             [--profile quick|paper] [--data-root data] [--out results]
+
+1. makes the data that is missing (game tasks with datasets.game_synth, NoScope tasks with
+   datasets.noscope_synth; real data under --data-root is used as it is),
+2. trains the original and folded models (train.py, the chosen profile),
+3. measures inference throughput on the best backend here (run_inference.sh),
+4. plots the results and writes OUT/REPORT.md.
+Each step is the same command a user would type, printed before it runs. Every step reuses
+finished work, so rerunning after an interruption continues where it stopped.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+import datasets  # noqa: E402
+import models  # noqa: E402
+from util.errors import UserError, cli_main  # noqa: E402
+from util.report import build_report  # noqa: E402
+
+DEFAULT_DATASETS = ["lol-gold1", "apex-count", "sot-coin", "sot-time", "night"]
+# Inference settings per device: a GPU gets the paper's protocol, a CPU a short one.
+GPU_SWEEP = {"TRIALS": "3", "NUM_WARMUP": "100", "NUM_ITERATION": "2000"}
+CPU_SWEEP = {"TRIALS": "1", "NUM_WARMUP": "1", "NUM_ITERATION": "3"}
+
+
+def step(title, command, env=None):
+    print(f"\n==> {title}\n$ {' '.join(shlex.quote(str(c)) for c in command)}", flush=True)
+    proc = subprocess.run([str(c) for c in command], cwd=REPO, env={**os.environ, **(env or {})})
+    if proc.returncode:
+        raise UserError(f"step '{title}' failed (exit {proc.returncode}); fix the error above and rerun "
+                        f"`make reproduce`: finished steps are reused")
+
+
+def make_data(names, scale, data_root):
+    for name in names:
+        try:
+            datasets.dataset_dir(name, data_root)
+            print(f"==> data for {name}: found under {data_root}, reused", flush=True)
+            continue
+        except UserError:
+            pass
+        family = models.load_config(name)["family"]
+        if family == "game":
+            step(f"generate {name}", [sys.executable, "-m", "datasets.game_synth", name,
+                                      "--scale", scale, "--out", data_root])
+        elif family == "noscope":
+            step(f"synthesize NoScope {name}", [sys.executable, "-m", "datasets.noscope_synth", name,
+                                                "--build", "--out", data_root])
+        else:
+            raise UserError(f"{name}: CIFAR cannot be downloaded here; put its files under {data_root} "
+                            f"(see data/README.md) or leave it out of DATASETS")
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="default: %(default)s")
+    parser.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3, 4], help="default: 1 2 3 4")
+    parser.add_argument("--scale", default="0.05", help="size of generated game data (default %(default)s)")
+    parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
+    parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
+    parser.add_argument("--out", default="results", help="report folder (default %(default)s)")
+    args = parser.parse_args(argv)
+    names = [models.load_config(n)["name"] for n in args.datasets]
+    folds = sorted(set(args.folds) | {1})  # speedups and accuracy changes are relative to f = 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    make_data(names, args.scale, args.data_root)
+
+    runs = out / "runs"
+    step("train", [sys.executable, "train.py", runs, "--datasets", *names, "--folds", *folds,
+                   "--profile", args.profile, "--data-root", args.data_root])
+    shutil.copyfile(runs / "summary.csv", out / "summary.csv")
+
+    gpu = torch.cuda.is_available()
+    backend = "cudagraph" if gpu else "eager"
+    sweep_env = {"MODELS": " ".join(names), "FOLDS": " ".join(map(str, folds)), "BACKEND": backend,
+                 **(GPU_SWEEP if gpu else CPU_SWEEP)}
+    print("\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in sweep_env.items()) + " ./run_inference.sh ...")
+    step("inference throughput", ["bash", "run_inference.sh", out / "results.csv"], env=sweep_env)
+
+    step("plots", [sys.executable, "util/plot_results.py", out / "results.csv", "--outdir", out])
+    plots = sorted(p.name for p in out.glob("*.png"))
+    report = build_report(out / "summary.csv", out / "results.csv", out / "REPORT.md", backend,
+                          scale=args.scale, profile=args.profile, plots=plots)
+    print(f"\n==> report: {report}\n")
+    print(report.read_text())
+
+
+if __name__ == "__main__":
+    main()
