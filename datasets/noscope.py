@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from models import load_config
 from util.errors import UserError
+from util.files import atomic_write_bytes
 
 FRAME_SIZE = 50
 SPLITS = ("train", "val", "test")
@@ -24,9 +25,7 @@ SPLITS = ("train", "val", "test")
 
 def _write_png_atomic(path, img):
     ok, buf = cv2.imencode(".png", img)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def save_video_frames(video, out_dir, start=0, end=None, size=FRAME_SIZE):

@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch
 import models
 from models.registry import CONFIG_DIR
 from util.errors import UserError, cli_main
+from util.files import atomic_write_json
 
 MODEL_MAP_PATH = CONFIG_DIR / "model_map.json"
 FOLDS = (1, 2, 3, 4)
@@ -49,13 +49,6 @@ def compute_model_map(progress=None):
     return table
 
 
-def write_json_atomic(path, obj):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def load_model_map(path=MODEL_MAP_PATH):
     try:
         return json.loads(Path(path).read_text())
@@ -82,7 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     table = compute_model_map(progress=lambda name, e: print(
         f"{name:12s} " + "  ".join(f"{k}={v:,}" for k, v in e.items()), flush=True))
-    write_json_atomic(args.out, table)
+    atomic_write_json(args.out, table)
     print(f"wrote {args.out}")
 
 

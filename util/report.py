@@ -24,6 +24,7 @@ import torch  # noqa: E402
 import models  # noqa: E402
 from util.arith_intensity import folded_model_intensity  # noqa: E402
 from util.errors import UserError, cli_main  # noqa: E402
+from util.files import atomic_write_text  # noqa: E402
 from util.tradeoff import describe, max_latency_ratio  # noqa: E402
 
 FOLDS = (1, 2, 3, 4)
@@ -201,10 +202,7 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
               *rerun_commands(names, folds), ""]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, "\n".join(lines))
 
 
 @cli_main

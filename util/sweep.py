@@ -28,6 +28,7 @@ from tqdm import tqdm  # noqa: E402
 import models  # noqa: E402
 from util import backends  # noqa: E402
 from util.errors import UserError, cli_main  # noqa: E402
+from util.files import atomic_write_text  # noqa: E402
 from util.inference import (DEFAULT_ITERATIONS, DEFAULT_WARMUP, Prepared, build_workload,  # noqa: E402
                             images_per_second)
 
@@ -46,9 +47,7 @@ def read_rows(path):
                         f"give run_inference.sh a new file")
     if kept != text:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(kept)
-        os.replace(tmp, path)
+        atomic_write_text(path, kept)
     return [dict(zip(HEADER, r)) for r in rows[1:]]
 
 

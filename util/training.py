@@ -24,7 +24,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import models
 from datasets.curriculum import Curriculum, active_indices, curriculum_for, per_fold_epochs
 from datasets.distill import distillation_loss, find_teacher, load_teacher
 from util.errors import UserError
+from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json
 
 EVAL_GROUPING_SEED = 0  # the one fixed shuffle of validation and test sets
 EVAL_BATCH_IMAGES = 1024
@@ -253,27 +253,6 @@ def evaluate(model, split, fold, num_active=None, desc="eval", progress=False):
 
 # ----------------------------------------------------------------------------------------
 # Files: atomic writes, metrics.csv, checkpoints.
-
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` so that readers see the old or the new file, never a torn one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj, path):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_write_json(obj, path):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
 
 def _csv_line(row):
     return ",".join(str(row[c]) if isinstance(row[c], int) else f"{row[c]:.6f}" for c in METRIC_COLUMNS) + "\n"
@@ -514,7 +493,7 @@ def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, see
         "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
         "recipe": recipe,
     }
-    atomic_write_json(result, done_path)
+    atomic_write_json(done_path, result)
     return result
 
 
@@ -599,5 +578,4 @@ def format_seconds(seconds):
 
 __all__ = ["train_job", "resolve_recipe", "job_dir", "training_batches", "evaluation_order", "evaluate",
            "random_crop_flip", "DeviceSplit", "load_job_data", "select_training_images",
-           "add_job_arguments", "job_options", "read_metrics", "atomic_write_bytes", "atomic_write_json",
-           "summary_rows", "write_summary"]
+           "add_job_arguments", "job_options", "read_metrics", "summary_rows", "write_summary"]

@@ -12,13 +12,13 @@ precision, the TensorRT version and the GPU, so a stale engine is never reused.
 """
 import functools
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
 from util.errors import UserError
+from util.files import atomic_write_bytes
 from util.onnx_export import export_onnx
 
 from .common import place
@@ -91,9 +91,7 @@ def cached_engine(trt, onnx_bytes, precision, label, device):
     if not path.is_file():
         blob = bytes(build_engine(trt, onnx_bytes, precision))
         ENGINE_DIR.mkdir(exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, blob)
     return path.read_bytes()
 
 
