@@ -20,7 +20,7 @@ test: venv
 
 # Sizes of `make reproduce`; override on the command line, e.g. `make reproduce SCALE=0.2`.
 SCALE     ?= 0.05
-DATASETS  ?=           # empty: V1-V4 and NoScope night (util/reproduce.py)
+DATASETS  ?=           # empty: V1-V4 and NoScope night (scripts/reproduce.py)
 FOLDS     ?= 1 2 3 4
 PROFILE   ?= quick
 DATA_ROOT ?= data
@@ -28,5 +28,5 @@ RESULTS   ?= results
 
 .PHONY: reproduce
 reproduce: venv
-	$(PY) -m util.reproduce --scale $(SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
+	$(PY) -m scripts.reproduce --scale $(SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
 	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS)

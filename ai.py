@@ -4,16 +4,16 @@
     python ai.py --per-layer V1 --fold 4      # where the intensity rises, layer by layer
     python ai.py --layer --ci 32 --co 32 --kh 3 --kw 3 --h 11 --w 26 --n 1024 --fold 4
                                               # appendix table 1 for a single convolution
-    python ai.py --layer G32 --fold 4         # a named layer of util/layer_specs.py
+    python ai.py --layer G32 --fold 4         # a named layer of models/layer_specs.py
 """
 import argparse
 
 import models
-from util.arith_intensity import conv_layer_table, folded_model_intensity, layer_costs
+from models import FOLDS
+from models.flops import folded_model_intensity
+from models.layer_specs import LAYER_SPECS
+from util.arith_intensity import conv_layer_table, layer_costs
 from util.errors import UserError, cli_main
-from util.layer_specs import LAYER_SPECS
-
-FOLDS = (1, 2, 3, 4)
 
 
 def print_models(names, batch, nbytes):
@@ -80,7 +80,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models for the CSV (default: all)")
     parser.add_argument("--per-layer", metavar="MODEL", help="print the intensity of each layer of MODEL")
     parser.add_argument("--layer", nargs="?", const="table1", choices=sorted(LAYER_SPECS), metavar="SPEC",
-                        help="analyse one convolution: a layer of util/layer_specs.py "
+                        help="analyse one convolution: a layer of models/layer_specs.py "
                              f"({', '.join(LAYER_SPECS)}; default table1), changed by the flags below")
     layer = parser.add_argument_group("--layer options (defaults: the SPEC's layer, batch 1024)")
     for flag in ("ci", "co", "kh", "kw", "h", "w", "n", "groups"):

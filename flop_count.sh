@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
-exec "$PYTHON" -m util.flops "$@"
+exec "$PYTHON" -m models.flops "$@"

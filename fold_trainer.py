@@ -1,24 +1,545 @@
-"""Train one (dataset, fold) job: the original CNN (fold 1) or a FoldedCNN (fold > 1).
+"""The trainer: one (dataset, fold) job, the original CNN (fold 1) or a FoldedCNN (fold > 1).
 
     python fold_trainer.py lol-gold1 2 runs/paper
     python fold_trainer.py V1 4 runs/quick --epochs 20 --batch_size 64 --lr 1e-3 --curriculum_epochs 1
 
-writes runs/.../<dataset>/fold<f>/{metrics.csv, best.pth, current.pth, done.json}. Rerunning
-the same command continues an unfinished job from current.pth and skips a finished one.
-The recipe defaults to the config's `train` section (reference.md section 4). As a module:
-`from fold_trainer import train_job` (see util/training.py).
+As a module: `from fold_trainer import train_job` (train.py runs sweeps of jobs with it).
+The recipe defaults to the config's `train` section, the original FoldedCNNs repository's
+recipe; curriculum learning (datasets/curriculum.py) and distillation are wired in here, the
+data pipeline and the grouping of images into folded inputs live in datasets/batches.py.
+
+A job lives in `<savedir>/<dataset>/fold<f>/`:
+    metrics.csv   one row per finished epoch (train loss, top-1/top-5 of train, val, test)
+    best.pth      the model at the best validation top-1 (what distillation uses as teacher)
+    current.pth   everything needed to continue: model, optimizer, scheduler, curriculum,
+                  every RNG state, epoch, metrics; written every `checkpoint_every` epochs
+    done.json     the result summary of a finished job (a rerun skips the job)
+Every file is replaced atomically (util/files.py), so a job killed at any moment, even with
+SIGKILL, resumes from its last checkpoint; rerunning the same command continues an
+unfinished job and skips a finished one. On CPU the resumed run ends bitwise equal to an
+uninterrupted one (shuffling and augmentation draw from explicit torch.Generator objects
+whose states are checkpointed).
 """
 import argparse
+import csv
+import io
 import json
-import sys
+import random
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-from util.errors import cli_main  # noqa: E402
-from util.training import add_job_arguments, job_options, train_job  # noqa: E402
+import models
+from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
+from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
+from util.checkpoint import load_weights, read_checkpoint
+from util.device import resolve_device, set_threads
+from util.errors import UserError, cli_main
+from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json
+from util.results import SUMMARY_COLUMNS
 
-__all__ = ["train_job"]
+EVAL_BATCH_IMAGES = 1024
+METRIC_COLUMNS = ["epoch", "classes", "lr", "train_loss", "train_top1", "train_top5",
+                  "val_top1", "val_top5", "test_top1", "test_top5"]
+# Recipe fields that may change between runs of one job directory (more epochs continue it).
+RESUMABLE_CHANGES = {"epochs"}
+# train_job options that resolve_recipe takes (the rest only say where and how to run).
+RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "seed", "max_train_per_class", "scale_data", "curriculum",
+                  "curriculum_epochs", "distill")
+MODEL_FILES = Path(__file__).resolve().parent / "model_files"
+
+
+# ----------------------------------------------------------------------------------------
+# The recipe: the config's `train` section with the caller's overrides applied.
+
+def resolve_recipe(name, fold, epochs=None, batch_size=None, lr=None, seed=0,
+                   max_train_per_class=None, scale_data=1.0, curriculum=None,
+                   curriculum_epochs=None, distill=None):
+    """Everything that decides a job's result, as a JSON-able dict (stored in checkpoints).
+
+    None means "the config's value". curriculum=None uses one for folded game models only;
+    `curriculum_epochs` overrides the curriculum's epochs per step; distill=None distills
+    when the config says so (`train.distill_folded`, CIFAR-10); a student is always folded
+    (f > 1): an original model trains on labels.
+    """
+    cfg = models.load_config(name)
+    fold = models.folding.check_fold(fold)
+    train = cfg["train"]
+    use_curriculum = (fold > 1 and cfg["family"] == "game") if curriculum is None else curriculum
+    schedule = curriculum_for(cfg, fold, curriculum_epochs) if use_curriculum else None
+    if use_curriculum and schedule is None:
+        raise UserError(f"{cfg['name']} has no curriculum in config/{cfg['name']}.json; drop --curriculum")
+    if epochs is None:
+        epochs = (schedule and per_fold_epochs(cfg, fold)) or train["epochs"]
+    batch_size = train["batch_size"] if batch_size is None else batch_size
+    for label, value, least in (("epochs", epochs, 1), ("batch size", batch_size, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"{label} must be a whole number >= {least}, got {value!r}")
+    if batch_size < fold:
+        raise UserError(f"batch size {batch_size} is smaller than the fold {fold}: "
+                        f"a batch must hold at least one group of {fold} images")
+    if max_train_per_class is not None and max_train_per_class < 1:
+        raise UserError(f"max_train_per_class must be >= 1, got {max_train_per_class}")
+    if not 0 < scale_data <= 1:
+        raise UserError(f"scale-data is the fraction of training images to use: give 0 < s <= 1, got {scale_data}")
+    if lr is not None and not lr > 0:
+        raise UserError(f"learning rate must be positive, got {lr}")
+    if train["augment"] not in AUGMENTATIONS:
+        raise UserError(f"config/{cfg['name']}.json: unknown train.augment {train['augment']!r}; "
+                        f"use one of {sorted(AUGMENTATIONS)}")
+    if train["optimizer"] not in ("adam", "rmsprop"):
+        raise UserError(f"config/{cfg['name']}.json: unknown train.optimizer {train['optimizer']!r}; use adam or rmsprop")
+    return {
+        "dataset": cfg["name"], "fold": fold, "epochs": epochs,
+        "batch_size": batch_size // fold * fold,  # rounded down to whole groups of f
+        "optimizer": train["optimizer"], "lr": train["lr"] if lr is None else lr,
+        "weight_decay": train["weight_decay"], "lr_schedule": train["lr_schedule"],
+        "augment": train["augment"], "seed": seed, "max_train_per_class": max_train_per_class,
+        "scale_data": scale_data, "curriculum": schedule.state_dict() if schedule else None,
+        "distill": fold > 1 and (train["distill_folded"] if distill is None else distill),
+    }
+
+
+def _check_same_recipe(stored, wanted, where):
+    changed = [k for k in wanted if k not in RESUMABLE_CHANGES and stored.get(k) != wanted[k]]
+    if changed:
+        diff = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in changed)
+        raise UserError(f"{where} holds a run with other settings ({diff}); "
+                        f"rerun with the same settings or use another SAVEDIR")
+
+
+# ----------------------------------------------------------------------------------------
+# Where a job lives.
+
+def job_dir(savedir, name, fold):
+    return Path(savedir) / models.load_config(name)["name"] / f"fold{fold}"
+
+
+def best_path(savedir, name, fold):
+    """The job's model at its best validation top-1."""
+    return job_dir(savedir, name, fold) / "best.pth"
+
+
+# ----------------------------------------------------------------------------------------
+# Distillation (the paper's folded CIFAR-10 models): a folded student learns the logits of a
+# trained original (f = 1) model of the same dataset instead of the labels. The teacher sees
+# exactly the images the student sees in the same step (after augmentation), runs in eval
+# mode without gradients, and the loss is the MSE between the student's unfolded logits and
+# the teacher's logits.
+
+def teacher_candidates(name, savedir):
+    """Where a teacher of `name` is looked for, in order: the f = 1 job of the same sweep,
+    then a pretrained file `model_files/<name>.pth`."""
+    return [best_path(savedir, name, 1), MODEL_FILES / f"{name}.pth"]
+
+
+def find_teacher(name, savedir, explicit=None):
+    """The teacher file to use: `explicit` if given (it must exist), else the first candidate
+    that exists; a UserError saying how to train one if there is none."""
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise UserError(f"teacher file {explicit} does not exist; pass the best.pth of a trained fold-1 job")
+        return Path(explicit)
+    for path in teacher_candidates(name, savedir):
+        if path.is_file():
+            return path
+    raise UserError(f"distillation needs a trained original {name} model: train it first with "
+                    f"`python fold_trainer.py {name} 1 {savedir}` or pass --teacher PATH")
+
+
+def load_teacher(name, path, device):
+    """The f = 1 model of `name` with the weights of `path` (a best.pth/current.pth of ours,
+    or a bare state dict), in eval mode and frozen."""
+    teacher = load_weights(models.build_model(name, fold=1), path, "teacher file",
+                           f"does not hold an original (f=1) {name} model")
+    teacher.to(device).eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def distillation_loss(student_logits, teacher_logits):
+    """MSE between the student's (unfolded, (N, K)) logits and the teacher's (N, K) logits."""
+    return F.mse_loss(student_logits, teacher_logits)
+
+
+# ----------------------------------------------------------------------------------------
+# Metrics.
+
+def topk_hits(logits, labels, k=5):
+    """(top-1 hits, top-k hits) as tensors; k is capped at the number of classes."""
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return hits[:, 0].sum(), hits.any(dim=1).sum()
+
+
+@torch.no_grad()
+def evaluate(model, split, fold, num_active=None, desc="eval", progress=False):
+    """(top-1, top-5) of `model` on `split` grouped by `evaluation_order`; nan if empty."""
+    model.eval()
+    order, count = evaluation_order(split.labels_cpu, fold, num_active)
+    if count == 0:
+        return float("nan"), float("nan")
+    chunk = EVAL_BATCH_IMAGES // fold * fold
+    top1 = top5 = 0
+    bar = tqdm(range(0, len(order), chunk), desc=desc, leave=False, disable=not progress)
+    for start in bar:
+        x, y = split.batch(order[start:start + chunk])
+        logits = models.unfold_outputs(model(models.fold_inputs(x, fold)), fold)
+        scored = min(len(y), count - start)  # positions past `count` are padding
+        hits1, hits5 = topk_hits(logits[:scored], y[:scored])
+        top1, top5 = top1 + hits1.item(), top5 + hits5.item()
+        bar.set_description(f"{desc}. Top-1={top1 / min(count, start + scored):.4f}")
+    return top1 / count, top5 / count
+
+
+# ----------------------------------------------------------------------------------------
+# Files: metrics.csv, checkpoints.
+
+def _csv_line(row):
+    return ",".join(str(row[c]) if isinstance(row[c], int) else f"{row[c]:.6f}" for c in METRIC_COLUMNS) + "\n"
+
+
+def write_metrics(path, rows):
+    """metrics.csv holding exactly `rows` (what the checkpoint knows)."""
+    atomic_write_bytes(path, (",".join(METRIC_COLUMNS) + "\n" + "".join(map(_csv_line, rows))).encode())
+
+
+def read_metrics(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _rng_states(generators):
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+              **{name: gen.get_state() for name, gen in generators.items()}}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states, generators):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    for name, gen in generators.items():
+        gen.set_state(states[name])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _resume_checkpoint(out, recipe, continue_from_file=None):
+    """The checkpoint to continue from: `continue_from_file`, else the job's current.pth, else
+    None; it must hold a run of the same recipe."""
+    if continue_from_file is not None:
+        path, where = continue_from_file, continue_from_file
+    elif (out / "current.pth").is_file():
+        path, where = out / "current.pth", out
+    else:
+        return None
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or "recipe" not in checkpoint:
+        raise UserError(f"{path} is not a training checkpoint written by fold_trainer.py")
+    _check_same_recipe(checkpoint["recipe"], recipe, where)
+    return checkpoint
+
+
+def _make_optimizer(recipe, params):
+    if recipe["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    return torch.optim.RMSprop(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+
+
+def _make_scheduler(recipe, optimizer):
+    schedule = recipe["lr_schedule"]
+    if schedule is None:
+        return None
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=schedule["step_epochs"], gamma=schedule["gamma"])
+
+
+# ----------------------------------------------------------------------------------------
+# The job.
+
+class Job:
+    """One job in training: its data, model, optimizer and progress (`state`, which the
+    checkpoint holds with the model, optimizer, scheduler and RNG states)."""
+
+    def __init__(self, recipe, out, savedir, teacher, data_root, device, session_start):
+        name, fold, seed = recipe["dataset"], recipe["fold"], recipe["seed"]
+        self.recipe, self.out, self.device = recipe, out, device
+        self.best_file = best_path(savedir, name, fold)
+        self.num_classes = len(models.load_config(name)["classes"])
+        self.schedule = Curriculum.from_state_dict(recipe["curriculum"]) if recipe["curriculum"] else None
+        self.teacher = None
+        if recipe["distill"]:
+            self.teacher = load_teacher(name, find_teacher(name, savedir, teacher), device)
+        self.train, self.val, self.test = load_job_data(name, data_root, device, recipe["max_train_per_class"],
+                                                        recipe["scale_data"], seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        self.model = models.build_model(name, fold).to(device)
+        self.optimizer = _make_optimizer(recipe, self.model.parameters())
+        self.scheduler = _make_scheduler(recipe, self.optimizer)
+        self.generators = {"shuffle": torch.Generator().manual_seed(seed),
+                           "augment": torch.Generator(device=device).manual_seed(seed + 1)}
+        self.augment = AUGMENTATIONS[recipe["augment"]]
+        self.state = {"epoch": 0, "metrics": [], "best": None, "best_model": None,
+                      "wall_time_s": 0.0, "train_time_s": 0.0, "train_images": 0}
+        self.session_start = session_start  # the wall time of this run counts from here
+        self.wall_before = 0.0
+
+    def restore(self, checkpoint):
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        _restore_rng_states(checkpoint["rng"], self.generators)
+        self.state = {key: checkpoint[key] for key in self.state}
+        self.wall_before = self.state["wall_time_s"]
+        print(f"{self.recipe['dataset']} f={self.recipe['fold']}: resuming after epoch {self.state['epoch']} "
+              f"of {self.recipe['epochs']}")
+
+    def roll_back_files(self):
+        """Files past the checkpoint (written after it, before a kill) go back to it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "done.json").unlink(missing_ok=True)
+        write_metrics(self.out / "metrics.csv", self.state["metrics"])
+        if self.state["best_model"] is not None:
+            self.save_best()
+        else:
+            self.best_file.unlink(missing_ok=True)
+
+    def save_best(self):
+        atomic_torch_save({"model": self.state["best_model"], **self.state["best"], "recipe": self.recipe},
+                          self.best_file)
+
+    def save_checkpoint(self):
+        self.state["wall_time_s"] = self.wall_before + time.perf_counter() - self.session_start
+        atomic_torch_save({
+            "recipe": self.recipe, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "curriculum": self.schedule.state_dict() if self.schedule else None,
+            "rng": _rng_states(self.generators), **self.state}, self.out / "current.pth")
+
+    def train_epoch(self, epoch, num_active, progress):
+        """One pass over the (active-class) training images; the epoch's train metrics."""
+        fold, device = self.recipe["fold"], self.device
+        batches = training_batches(self.train.labels_cpu, self.recipe["batch_size"], fold,
+                                   self.generators["shuffle"], num_active)
+        lr_now = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        hits1 = torch.zeros((), dtype=torch.int64, device=device)
+        hits5 = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        bar = tqdm(batches, desc=f"Epoch {epoch}. train", leave=False, disable=not progress)
+        for step, positions in enumerate(bar):
+            x, y = self.train.batch(positions, self.augment, self.generators["augment"])
+            logits = models.unfold_outputs(self.model(models.fold_inputs(x, fold)), fold)
+            loss = self.loss(x, y, logits)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                top1, top5 = topk_hits(logits, y)
+                loss_sum += loss.detach() * len(y)
+                hits1 += top1
+                hits5 += top5
+            seen += len(y)
+            if progress and (step % 20 == 0 or step == len(batches) - 1):
+                bar.set_description(f"Epoch {epoch}. train. Top-1={hits1.item() / seen:.4f}, "
+                                    f"Top-5={hits5.item() / seen:.4f}, Loss={loss_sum.item() / seen:.4f}")
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.state["train_time_s"] += time.perf_counter() - started
+        self.state["train_images"] += seen
+        return {"lr": lr_now, "train_loss": loss_sum.item() / seen, "train_top1": hits1.item() / seen,
+                "train_top5": hits5.item() / seen}
+
+    def loss(self, x, y, logits):
+        """Cross-entropy on the labels, or with a teacher the distillation loss."""
+        if self.teacher is None:
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            target = self.teacher(x)
+        return distillation_loss(logits, target)
+
+    def finish_epoch(self, epoch, num_active, train_metrics, progress):
+        """Evaluate, append the epoch's row to metrics.csv and keep the best model."""
+        fold = self.recipe["fold"]
+        val_top1, val_top5 = evaluate(self.model, self.val, fold, num_active, f"Epoch {epoch}. val", progress)
+        test_top1, test_top5 = evaluate(self.model, self.test, fold, num_active, f"Epoch {epoch}. test", progress)
+        classes = num_active or self.num_classes
+        row = {"epoch": epoch, "classes": classes, **train_metrics,
+               "val_top1": val_top1, "val_top5": val_top5, "test_top1": test_top1, "test_top5": test_top5}
+        self.state["metrics"].append(row)
+        with open(self.out / "metrics.csv", "a") as fh:
+            fh.write(_csv_line(row))
+        # Model selection: best validation top-1; while a curriculum grows, a model scored on
+        # more classes beats any scored on fewer (100% on 2 classes says little).
+        best = self.state["best"]
+        if best is None or (classes, val_top1) > (best["classes"], best["val_top1"]):
+            self.state["best"] = {"epoch": epoch, "classes": classes, "val_top1": val_top1,
+                                  "test_top1": test_top1, "test_top5": test_top5}
+            self.state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.save_best()
+        print(f"Epoch {epoch}. {self.recipe['dataset']} f={fold}. Loss={row['train_loss']:.4f}. "
+              f"Top-1 train={row['train_top1']:.4f} val={val_top1:.4f} test={test_top1:.4f} "
+              f"({classes}/{self.num_classes} classes)", flush=True)
+
+    def run(self, checkpoint_every, progress):
+        epochs = self.recipe["epochs"]
+        for epoch in range(self.state["epoch"], epochs):
+            num_active = self.schedule.active_classes(epoch) if self.schedule else None
+            train_metrics = self.train_epoch(epoch, num_active, progress)
+            self.finish_epoch(epoch, num_active, train_metrics, progress)
+            self.state["epoch"] = epoch + 1
+            if self.state["epoch"] % checkpoint_every == 0 or self.state["epoch"] == epochs:
+                self.save_checkpoint()
+        if not (self.out / "current.pth").is_file():  # nothing left to train after --continue_from_file
+            self.save_checkpoint()
+
+    def result(self):
+        """The job's summary (done.json)."""
+        state, best = self.state, self.state["best"]
+        return {
+            "dataset": self.recipe["dataset"], "fold": self.recipe["fold"], "epochs": state["epoch"],
+            "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
+            "test_top5": best["test_top5"], "classes_at_best": best["classes"], "num_classes": self.num_classes,
+            "wall_time_s": round(state["wall_time_s"], 2),
+            "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
+            "recipe": self.recipe,
+        }
+
+
+def _finished_result(out, recipe):
+    """done.json of a finished job with this recipe and at least its epochs, else None."""
+    done_path = out / "done.json"
+    if not done_path.is_file():
+        return None
+    done = json.loads(done_path.read_text())
+    _check_same_recipe(done["recipe"], recipe, out)
+    if done["epochs"] < recipe["epochs"]:
+        return None
+    print(f"{recipe['dataset']} f={recipe['fold']}: finished earlier ({out}), skipping")
+    return done
+
+
+def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, seed=0,
+              max_train_per_class=None, scale_data=1.0, curriculum=None, curriculum_epochs=None,
+              distill=None, teacher=None, continue_from_file=None, checkpoint_every=1,
+              data_root="data", device=None, threads=None, progress=True):
+    """Train `name` folded `fold` times in `<savedir>/<name>/fold<fold>/` and return the
+    result summary (also written to done.json). A finished job is skipped; an unfinished one
+    continues from its current.pth (or from `continue_from_file`).
+
+    None means the config's recipe; `curriculum_epochs` overrides the curriculum's epochs per
+    step; `teacher` is the f = 1 model file to distill from (default:
+    `<savedir>/<name>/fold1/best.pth`, else `model_files/<name>.pth`). `threads` sets
+    torch's CPU threads (a resumed run is bitwise equal to an uninterrupted one when both
+    use the same count).
+    """
+    session_start = time.perf_counter()
+    recipe = resolve_recipe(name, fold, epochs, batch_size, lr, seed, max_train_per_class, scale_data,
+                            curriculum, curriculum_epochs, distill)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise UserError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every!r}")
+    out = job_dir(savedir, recipe["dataset"], fold)
+    done = _finished_result(out, recipe) if continue_from_file is None else None
+    if done is not None:
+        return done
+    checkpoint = _resume_checkpoint(out, recipe, continue_from_file)
+    device = resolve_device(device)
+    if threads is not None:
+        set_threads(threads)
+    job = Job(recipe, out, savedir, teacher, data_root, device, session_start)
+    if checkpoint is not None:
+        job.restore(checkpoint)
+    job.roll_back_files()
+    job.run(checkpoint_every, progress)
+    result = job.result()
+    atomic_write_json(out / "done.json", result)
+    return result
+
+
+# ----------------------------------------------------------------------------------------
+# Command-line options shared by fold_trainer.py and train.py.
+
+def add_job_arguments(parser):
+    """The per-job options; every default is None so that callers can layer profiles."""
+    add = parser.add_argument
+    add("--epochs", type=int, help="training epochs (default: the config's recipe)")
+    add("--batch_size", "--batch-size", type=int, help="images per batch, rounded down to a multiple of f")
+    add("--lr", type=float, help="learning rate (default: the config's)")
+    add("--seed", type=int, help="seed of initialization, shuffling and augmentation (default 0)")
+    add("--data-root", "--data_root", dest="data_root", help="folder holding the datasets (default data)")
+    add("--scale-data", "--scale_data", dest="scale_data", type=float,
+        help="fraction of each class's training images to use, 0 < s <= 1 (default 1)")
+    add("--max_train_per_class", "--max-train-per-class", type=int,
+        help="cap on training images per class (default: no cap)")
+    add("--curriculum", action=argparse.BooleanOptionalAction, default=None,
+        help="curriculum learning on/off (default: on for folded game models)")
+    add("--curriculum_epochs", "--curriculum-epochs", type=int,
+        help="curriculum epochs per step E (default: the config's, 60)")
+    add("--distill", action=argparse.BooleanOptionalAction, default=None,
+        help="train folded students on the logits of the trained f=1 model (default: folded CIFAR-10)")
+    add("--teacher", help="teacher model file (default SAVEDIR/<dataset>/fold1/best.pth, else model_files/<dataset>.pth)")
+    add("--checkpoint_every", "--checkpoint-every", type=int, help="epochs between current.pth checkpoints (default 1)")
+    add("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    add("--threads", type=int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU shared with other jobs)")
+    add("--no-progress", dest="progress", action="store_false", default=None, help="no tqdm bars")
+
+
+JOB_OPTIONS = ("epochs", "batch_size", "lr", "seed", "data_root", "scale_data", "max_train_per_class",
+               "curriculum", "curriculum_epochs", "distill", "teacher", "checkpoint_every", "device", "threads", "progress")
+
+
+def job_options(args):
+    """train_job keyword arguments given on the command line (unset ones left out)."""
+    return {key: getattr(args, key) for key in JOB_OPTIONS if getattr(args, key, None) is not None}
+
+
+# ----------------------------------------------------------------------------------------
+# Sweep summary (train.py).
+
+def summary_rows(savedir):
+    """One row per finished job under `savedir`, in registry order then fold; delta_vs_f1 is
+    the test top-1 minus that of the same dataset's f = 1 job (empty without one)."""
+    done = [json.loads(p.read_text()) for p in Path(savedir).glob("*/fold*/done.json")]
+    done.sort(key=lambda d: (models.name_rank(d["dataset"]), d["dataset"], d["fold"]))
+    original = {d["dataset"]: d["test_top1"] for d in done if d["fold"] == 1}
+    rows = []
+    for d in done:
+        delta = d["test_top1"] - original[d["dataset"]] if d["dataset"] in original else None
+        rows.append({"dataset": d["dataset"], "fold": d["fold"], "epochs": d["epochs"],
+                     "best_val_top1": f"{d['best_val_top1']:.4f}", "test_top1": f"{d['test_top1']:.4f}",
+                     "delta_vs_f1": "" if delta is None else f"{delta:+.4f}",
+                     "wall_time_s": f"{d['wall_time_s']:.1f}", "train_images_per_s": f"{d['train_images_per_s']:.0f}"})
+    return rows
+
+
+def write_summary(savedir):
+    """Write `<savedir>/summary.csv` (atomically) and return it as a printable table."""
+    rows = summary_rows(savedir)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(Path(savedir) / "summary.csv", text.getvalue().encode())
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in SUMMARY_COLUMNS}
+    lines = ["  ".join(c.rjust(widths[c]) for c in SUMMARY_COLUMNS)]
+    lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in SUMMARY_COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
+def format_seconds(seconds):
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s" if seconds >= 60 else f"{seconds:.1f}s"
 
 
 @cli_main

@@ -1,26 +1,319 @@
-"""Inference throughput of a CNN, its FoldedCNN, or a single layer, in images/second.
+"""Inference throughput of a CNN, its FoldedCNN, or a single layer, in images/second; and the
+throughput sweep of the paper (section 5) behind run_inference.sh.
 
     python infer.py lol-gold1 4                      # V1 folded f=4, batch 1024, default backend
     python infer.py V1 1 --backend compile --json    # the original, one JSON record
     python infer.py lol-gold1 1 --efficientnet       # the EfficientNet-style baseline
     python infer.py --layer G32 4                    # appendix C's group convolution, folded
     python infer.py --list game noscope              # model names, e.g. for run_inference.sh
+    python infer.py sweep results.csv --models lol-gold1 night --folds 1 2 3 4 --trials 10
 
 The last line printed is the throughput (or, with --json, the JSON record). Backends:
 tensorrt and cudagraph need a CUDA GPU; compile and eager run anywhere (util/backends/).
+
+A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
+as in the paper. Throughput = images / second over the timed iterations, timed with CUDA
+events on a GPU and time.perf_counter on a CPU. Every backend's output is checked against
+float32 PyTorch before it is timed.
 """
 import argparse
+import contextlib
+import copy
+import csv
+import io
 import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
+from tqdm import tqdm
 
 import models
+from models.flops import flops_per_input
+from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from models.registry import FAMILY_ORDER
 from util import backends
+from util.arith_intensity import model_intensity
+from util.checkpoint import load_weights
+from util.device import device_name, resolve_device, set_threads
 from util.errors import UserError, cli_main
-from util.inference import DEFAULT_ITERATIONS, DEFAULT_WARMUP, benchmark, build_workload
-from util.layer_specs import LAYER_SPECS
+from util.results import RESULTS_HEADER, resume_results
 
+# ----------------------------------------------------------------------------------------
+# The harness: what to time, checked against float32 PyTorch, and timed.
+
+# Largest accepted relative error ||backend - fp32 eager|| / ||fp32 eager|| of the outputs.
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
+# Defaults per device: the paper's 100 + 10000 on a GPU; a few on a CPU, which is ~1000x slower.
+DEFAULT_WARMUP = {"cuda": 100, "cpu": 2}
+DEFAULT_ITERATIONS = {"cuda": 10000, "cpu": 10}
+
+
+@dataclass
+class Workload:
+    """What gets timed: `model` (float32, CPU) on `batch` images folded `fold` times."""
+    name: str
+    fold: int
+    mode: str              # Original | Folded | EfficientNet
+    model: nn.Module
+    input_shape: tuple     # one (folded) input, (C, H, W)
+    batch: int             # images; the model sees batch // fold inputs
+    flops_per_image: float
+    align: int = 1
+    layer: bool = False    # a single layer (models/layer_specs.py), whose input is an activation
+
+    @property
+    def num_inputs(self):
+        return self.batch // self.fold
+
+
+def mode_of(fold, efficientnet=False):
+    return "EfficientNet" if efficientnet else ("Original" if fold == 1 else "Folded")
+
+
+def build_workload(name, fold=1, batch_size=1024, align=1, efficientnet=False, layer=False, checkpoint=None):
+    """The model (or `layer` spec) `name` folded `fold` times, to be run on `batch_size` images."""
+    fold = models.folding.check_fold(fold)
+    if batch_size < 1 or batch_size % fold:
+        raise UserError(f"batch size {batch_size} cannot be folded with f={fold}: "
+                        f"use a batch size that is a multiple of {fold}")
+    if efficientnet and (fold != 1 or layer):
+        raise UserError("--efficientnet is the unfolded baseline of a game model: use fold 1 and no --layer")
+    if layer:
+        if checkpoint:
+            raise UserError("--checkpoint applies to models, not to --layer benchmarks")
+        model, shape = build_layer(name, fold, align), layer_input_shape(name, fold, align)
+    elif efficientnet:
+        model, shape = models.build_compound_scaled(name), models.compound_scaled_input_shape(name)
+    else:
+        model, shape = models.build_model(name, fold, align=align), models.input_shape(name, fold)
+    if checkpoint:
+        load_weights(model, checkpoint, mismatch="does not fit this model (wrong model, fold or --align?)")
+    if layer or align != 1:  # not in the FLOP table: count the conv and linear FLOPs
+        flops = model_intensity(model, shape, 1)["ops"]
+    else:
+        flops = flops_per_input(name, fold, efficientnet)
+    label = name if layer else models.load_config(name)["name"]
+    return Workload(label, fold, mode_of(fold, efficientnet), model.eval(), tuple(shape), batch_size,
+                    flops / fold, align, layer)
+
+
+def random_inputs(workload, seed=0):
+    """The model's input batch on the CPU: `batch` random images folded into batch // f
+    inputs; for a layer, batch // f random activations of its (widened) input shape."""
+    generator = torch.Generator().manual_seed(seed)
+    if workload.layer:
+        return torch.randn(workload.num_inputs, *workload.input_shape, generator=generator)
+    channels, height, width = workload.input_shape
+    images = torch.randn(workload.batch, channels // workload.fold, height, width, generator=generator)
+    return models.fold_inputs(images, workload.fold)
+
+
+@contextlib.contextmanager
+def ieee_fp32():
+    """float32 that means float32 on a GPU: no TF32 in cuDNN convolutions or cuBLAS matmuls."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def relative_error(got, want):
+    """||got - want|| / ||want||. Unfolding logits is a reshape, so this equals the error of
+    the unfolded per-image logits."""
+    got, want = got.float().flatten().cpu(), want.float().flatten().cpu()
+    return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+
+
+def time_iterations(run, device, iterations, desc=None):
+    """Seconds of each of `iterations` calls of `run`: CUDA events between consecutive calls
+    on a GPU (no host synchronization inside the loop), perf_counter on a CPU."""
+    progress = tqdm(total=iterations, desc=desc, leave=False, disable=None)
+    if device.type == "cuda":
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(iterations + 1)]
+        events[0].record()
+        for event in events[1:]:
+            run()
+            event.record()
+            progress.update()
+        events[-1].synchronize()
+        seconds = [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
+    else:
+        seconds = []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+            progress.update()
+    progress.close()
+    return seconds
+
+
+def images_per_second(workload, seconds):
+    """Throughput of timed iterations: images processed / total seconds."""
+    return workload.batch * len(seconds) / sum(seconds)
+
+
+class Prepared:
+    """A workload compiled/captured/built by a backend and checked against float32 PyTorch."""
+
+    def __init__(self, workload, backend, precision, device, channels_last=None, seed=0):
+        self.workload, self.backend, self.precision = workload, backend, precision
+        self.device = backends.check_device(backend, device)
+        module = backends.BACKENDS[backend]
+        self.channels_last = module.CHANNELS_LAST if channels_last is None else channels_last
+        self.precision_context = ieee_fp32 if precision == "fp32" else contextlib.nullcontext
+        inputs = random_inputs(workload, seed)
+        with torch.inference_mode(), ieee_fp32():
+            reference = copy.deepcopy(workload.model).to(self.device)(inputs.to(self.device)).cpu()
+        with torch.inference_mode(), self.precision_context():
+            self.run = module.prepare(copy.deepcopy(workload.model), inputs, precision, self.device,
+                                      self.channels_last)
+            self.error = relative_error(self.run(), reference)
+        if not self.error <= TOLERANCE[precision]:  # also catches NaN
+            raise UserError(f"{backend} ({precision}) output of {workload.name} f={workload.fold} differs "
+                            f"from float32 eager PyTorch: relative error {self.error:.2e} exceeds the "
+                            f"{TOLERANCE[precision]:g} tolerance of {precision}")
+
+    def time(self, iterations, desc=None):
+        """Per-iteration seconds of `iterations` calls."""
+        with torch.inference_mode(), self.precision_context():
+            return time_iterations(self.run, self.device, iterations, desc)
+
+    def warm_up(self, iterations):
+        """Run `iterations` untimed calls; returns their mean seconds (to size --seconds runs)."""
+        if iterations < 1:
+            return None
+        return statistics.fmean(self.time(iterations, desc="warm-up"))
+
+
+def summarize(prepared, seconds, warmup):
+    """The JSON record of one timed run."""
+    w = prepared.workload
+    images_per_s = images_per_second(w, seconds)
+    ms = [s * 1e3 for s in seconds]
+    return {
+        "model": w.name, "fold": w.fold, "mode": w.mode, "backend": prepared.backend,
+        "device": device_name(prepared.device), "precision": prepared.precision,
+        "batch": w.batch, "inputs_per_batch": w.num_inputs, "align": w.align,
+        "channels_last": prepared.channels_last, "warmup": warmup, "iterations": len(seconds),
+        "images_per_s": images_per_s, "flops_per_image": w.flops_per_image,
+        "flops_per_s": w.flops_per_image * images_per_s,
+        "arithmetic_intensity": model_intensity(w.model, w.input_shape, w.num_inputs,
+                                                BYTES_PER_ELEMENT[prepared.precision]),
+        "iteration_ms": {"median": statistics.median(ms), "min": min(ms), "max": max(ms),
+                         "std": statistics.pstdev(ms)},
+        "relative_error": prepared.error,
+    }
+
+
+def benchmark(workload, backend, precision, device, channels_last=None, num_warmup=None,
+              num_iteration=None, seconds=None, seed=0):
+    """Prepare, check and time one workload; returns the JSON record (see summarize).
+    With `seconds`, the number of iterations is sized from the warm-up's mean."""
+    kind = torch.device(device).type
+    num_warmup = DEFAULT_WARMUP[kind] if num_warmup is None else num_warmup
+    num_iteration = DEFAULT_ITERATIONS[kind] if num_iteration is None else num_iteration
+    if seconds is not None and num_warmup < 1:
+        raise UserError("--seconds sizes the run from the warm-up: use --num_warmup of at least 1")
+    if num_iteration < 1:
+        raise UserError(f"--num_iteration must be at least 1, got {num_iteration}")
+    prepared = Prepared(workload, backend, precision, device, channels_last, seed)
+    mean_warm = prepared.warm_up(num_warmup)
+    if seconds is not None:
+        num_iteration = max(1, round(seconds / mean_warm))
+    return summarize(prepared, prepared.time(num_iteration, desc=f"{workload.name} f={workload.fold}"),
+                     num_warmup)
+
+
+# ----------------------------------------------------------------------------------------
+# The sweep (run_inference.sh): models x batch sizes x trials x (Original, Folded f,
+# EfficientNet baseline of game models), one CSV row per timed run.
+SWEEP_DOC = """The throughput sweep behind run_inference.sh: one CSV row per timed run.
+
+Rows go to stdout and are appended to the CSV as they are measured (one flushed write per
+row). Rows already in the CSV are kept and their runs skipped, so an interrupted sweep
+resumes where it stopped. TputNorm and FLOPNorm are relative to the Original of the same
+model, trial and batch size, which is therefore always measured (f=1 in --folds or not).
+A fold that does not divide the batch size (f=3 at 1024) runs the largest multiple of f
+below it (341 inputs = 1023 images), as the original's 1024 / f inputs did; throughput
+counts the images actually run, and the row keeps the nominal batch size.
+All runs of one model and batch size are prepared once and then interleaved trial by
+trial, so that a drift in machine load hits every mode alike."""
+
+
+def run_key(model, trial, batch, mode, fold):
+    return (model, int(trial), int(batch), mode, int(fold))
+
+
+def configurations(name, folds, efficientnet):
+    """(mode, fold) of every run of a model, the Original first."""
+    runs = [("Original", 1)] + [("Folded", f) for f in sorted(set(folds)) if f != 1]
+    if efficientnet and models.load_config(name)["family"] == "game":
+        runs.append(("EfficientNet", 1))
+    return runs
+
+
+def format_row(values):
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(values)
+    return line.getvalue()
+
+
+def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, efficientnet=True,
+          num_warmup=None, num_iteration=None, channels_last=None, align=1):
+    """Measure every missing run, appending rows to `out` and printing them; returns all rows."""
+    names = [models.load_config(n)["name"] for n in names]
+    bad = [(b, f) for b in batch_sizes for f in folds if f < 1 or b < f]
+    if bad:
+        raise UserError(f"batch size {bad[0][0]} cannot be folded with f={bad[0][1]}: "
+                        f"every batch size must be at least the largest fold")
+    device = backends.check_device(backend, device)
+    num_warmup = DEFAULT_WARMUP[device.type] if num_warmup is None else num_warmup
+    num_iteration = DEFAULT_ITERATIONS[device.type] if num_iteration is None else num_iteration
+    rows = resume_results(out)
+    done = {run_key(r["Model"], r["Trial"], r["Batch Size"], r["Mode"], r["Fold"]): r for r in rows}
+    print(",".join(RESULTS_HEADER), flush=True)
+    groups = [(n, b) for n in names for b in batch_sizes]
+    with open(out, "a") as sink:
+        for name, batch in tqdm(groups, desc="sweep", unit="model", disable=None):
+            todo = {}
+            for mode, fold in configurations(name, folds, efficientnet):
+                missing = [t for t in range(trials) if run_key(name, t, batch, mode, fold) not in done]
+                if missing:
+                    workload = build_workload(name, fold, batch - batch % fold, align, mode == "EfficientNet")
+                    todo[(mode, fold)] = (Prepared(workload, backend, precision, device, channels_last), missing)
+            for trial in range(trials):
+                for (mode, fold), (prepared, missing) in todo.items():
+                    if trial not in missing:
+                        continue
+                    prepared.warm_up(num_warmup)
+                    seconds = prepared.time(num_iteration, desc=f"{name} {mode} f={fold} trial {trial}")
+                    throughput = images_per_second(prepared.workload, seconds)
+                    flops = throughput * prepared.workload.flops_per_image
+                    original = done[run_key(name, trial, batch, "Original", 1)] if mode != "Original" else None
+                    tput_norm = throughput / float(original["Throughput"]) if original else 1.0
+                    flop_norm = flops / float(original["FLOPs/sec"]) if original else 1.0
+                    values = [name, trial, batch, mode, fold, f"{throughput:.6g}", f"{flops:.6g}",
+                              f"{tput_norm:.4f}", f"{flop_norm:.4f}"]
+                    line = format_row(values)
+                    sink.write(line)
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                    print(line, end="", flush=True)
+                    done[run_key(name, trial, batch, mode, fold)] = dict(zip(RESULTS_HEADER, map(str, values)))
+    return list(done.values())
+
+
+# ----------------------------------------------------------------------------------------
+# Command lines.
 
 def list_names(families):
     unknown = [f for f in families if f not in FAMILY_ORDER]
@@ -38,7 +331,7 @@ def parse_args(argv=None):
     parser.add_argument("fold", nargs="?", type=int, default=1, help="f: images folded per input (default 1)")
     parser.add_argument("--list", nargs="*", metavar="FAMILY", default=None,
                         help=f"print model names (of the given families: {', '.join(FAMILY_ORDER)}) and exit")
-    parser.add_argument("--layer", action="store_true", help="NAME is a single layer of util/layer_specs.py")
+    parser.add_argument("--layer", action="store_true", help="NAME is a single layer of models/layer_specs.py")
     parser.add_argument("--efficientnet", action="store_true",
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
     parser.add_argument("--checkpoint", help="weights from training: a .pth with a 'model' state_dict, "
@@ -75,13 +368,8 @@ def main(argv=None):
     if args.name is None:
         parser.error("NAME is required (or use --list)")
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    try:
-        device = torch.device(args.device or backends.default_device())
-    except RuntimeError:
-        raise UserError(f"--device {args.device!r} is not a device; use cpu, cuda or cuda:N") from None
+        set_threads(args.threads)
+    device = resolve_device(args.device)
     backend = args.backend or backends.default_backend(device)
     precision = args.precision or backends.default_precision(device)
     backends.check_device(backend, device)
@@ -103,5 +391,38 @@ def main(argv=None):
     print(f"{record['images_per_s']:.1f} images/s")
 
 
+@cli_main
+def sweep_main(argv=None):
+    parser = argparse.ArgumentParser(prog="infer.py sweep", description=SWEEP_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", help="CSV to append to (created with its header if missing)")
+    parser.add_argument("--models", nargs="+", required=True, help="model names or ids")
+    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1024])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--num_warmup", type=int, help="untimed iterations before each trial")
+    parser.add_argument("--num_iteration", type=int, help="timed iterations per trial")
+    parser.add_argument("--backend", choices=list(backends.BACKENDS))
+    parser.add_argument("--precision", choices=list(backends.DTYPES))
+    parser.add_argument("--device")
+    parser.add_argument("--no_efficientnet", action="store_true", help="skip the EfficientNet baselines")
+    parser.add_argument("--channels_last", action="store_true", help="channels-last for eager/compile")
+    parser.add_argument("--align", type=int, default=1, help="round folded widths up to a multiple of this")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    args = parser.parse_args(argv)
+    if args.trials < 1 or (args.num_iteration is not None and args.num_iteration < 1):
+        raise UserError("--trials and --num_iteration must be at least 1")
+    if args.threads is not None:
+        set_threads(args.threads)
+    device = resolve_device(args.device)
+    sweep(args.out, args.models, args.folds, args.batch_sizes, args.trials,
+          args.backend or backends.default_backend(device), args.precision or backends.default_precision(device),
+          device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
+          args.channels_last or None, args.align)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["sweep"]:
+        sweep_main(sys.argv[2:])
+    else:
+        main()

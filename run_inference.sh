@@ -8,7 +8,7 @@
 # Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm` and one
 # row per run, and appends the rows to OUTFILE. Rows already in OUTFILE are kept and their
 # runs skipped, so rerunning an interrupted sweep finishes it. Edit the settings below, or
-# override any of them from the environment. The work is done by util/sweep.py.
+# override any of them from the environment. The work is done by `infer.py sweep`.
 set -euo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: $0 OUTFILE   (settings: see the top of $0)" >&2
@@ -34,7 +34,7 @@ CHANNELS_LAST="${CHANNELS_LAST:-0}" # 1: channels-last tensors for eager/compile
 THREADS="${THREADS:-}"             # CPU threads (empty: PyTorch's choice)
 
 # shellcheck disable=SC2086  # MODELS, FOLDS and BATCH_SIZES are space-separated lists
-exec "$PYTHON" -m util.sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch_sizes $BATCH_SIZES \
+exec "$PYTHON" infer.py sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch_sizes $BATCH_SIZES \
   --trials "$TRIALS" --align "$ALIGN" \
   ${BACKEND:+--backend "$BACKEND"} ${PRECISION:+--precision "$PRECISION"} ${DEVICE:+--device "$DEVICE"} \
   ${NUM_WARMUP:+--num_warmup "$NUM_WARMUP"} ${NUM_ITERATION:+--num_iteration "$NUM_ITERATION"} \

@@ -8,46 +8,39 @@ Each job trains in SAVEDIR/<dataset>/fold<f>/ (see fold_trainer.py); f = 1 runs 
 jobs are skipped and unfinished ones resume, so rerunning the command continues a sweep.
 SAVEDIR/summary.csv collects every finished job of SAVEDIR and is printed at the end.
 
-Profiles: `paper` is the original recipe of each config (reference.md section 4: batch 32,
-1500 epochs for game models, curriculum E = 60, ...). `quick` (the default without a GPU)
-scales epochs and data down so that a laptop CPU trains V1-V4 at f = 1..4 in minutes; it is
-a smoke test of the whole pipeline, not the paper's recipe: expect f = 1 and 2 to learn and
-f = 3 and 4 to lag (folded models need the long schedule, reference.md section 4). Every
-field of a profile can be overridden on the command line (--epochs, --lr, ...).
+Profiles: `paper` is the original recipe of each config (the original FoldedCNNs
+repository: batch 32, 1500 epochs for game models, curriculum E = 60, ...). `quick` (the
+default without a GPU) scales epochs and data down so that a laptop CPU trains V1-V4 at
+f = 1..4 in minutes; it is a smoke test of the whole pipeline, not the paper's recipe: expect
+f = 1 and 2 to learn and f = 3 and 4 to lag (folded models sit on a long plateau and need the
+long schedule). Every field of a profile can be overridden on the command line (--epochs,
+--lr, ...). How the quick profile was chosen: README, "Training profiles".
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import torch  # noqa: E402
-
-import datasets  # noqa: E402
-import models  # noqa: E402
-from datasets.distill import teacher_candidates  # noqa: E402
-from util.errors import UserError, cli_main  # noqa: E402
-from util.training import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_options,  # noqa: E402
-                           resolve_recipe, train_job, write_summary)
+import datasets
+import models
+from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_options, resolve_recipe,
+                          teacher_candidates, train_job, write_summary)
+from util.errors import UserError, cli_main
 
 # -----------------------------------------------------------------------------------------
 # Defaults. Edit here, or override any field on the command line.
 PROFILES = {
     # The original recipe: each config's `train` section, unchanged.
     "paper": {},
-    # CPU smoke run: V1-V4 x f=1..4 (16 jobs) in well under 30 minutes on 2 cores with data
-    # from `python -m datasets.game_synth all --scale 0.1`. Not the paper's recipe:
+    # CPU smoke run: V1-V4 x f=1..4 in well under 30 minutes on 2 cores. Not the paper's recipe:
     # - 40 epochs on at most 100 training images per class (val and test stay whole);
-    # - batch 16 at lr 2e-4 (2x the paper's): the fastest setting we measured at which f=2
-    #   leaves its plateau on all of V1-V4 within 40 epochs; lr 5e-4 is faster on V1-V3 but
-    #   leaves V4 at f=2 at chance, and batch 32 takes half as many steps per epoch;
-    # - no curriculum: a short run leaves each stage an epoch or two, too few steps to learn
-    #   even the first classes (measured: V2 at f=2 stays at chance with E=1, reaches 0.37
-    #   without), so the curriculum only costs epochs here. `--curriculum
-    #   --curriculum_epochs N` turns it back on;
-    # - one CPU thread: these tiny models gain little from a second thread and lose 2-10x when
-    #   other processes share the cores (measured on the shared 2-core development machine).
+    # - batch 16 at lr 2e-4: the fastest setting at which f=2 leaves its plateau on all of V1-V4
+    #   within 40 epochs (smaller batches take more steps per epoch);
+    # - no curriculum: a short run leaves each stage too few steps to learn even the first
+    #   classes, so it only costs epochs here (`--curriculum --curriculum_epochs N` restores it);
+    # - one CPU thread: these tiny models gain little from a second thread and lose much when
+    #   other processes share the cores.
     "quick": {"epochs": 40, "batch_size": 16, "lr": 2e-4, "max_train_per_class": 100, "curriculum": False,
               "threads": 1},
 }

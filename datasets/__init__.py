@@ -26,7 +26,7 @@ def dataset_dir(name, data_root="data"):
     elif cfg["family"] == "noscope":
         candidates = [root / cfg["name"]]
         make = (f"python -m datasets.noscope_synth {cfg['name']} --build --out {root} "
-                f"(or split the real video with util/noscope_split.py {cfg['name']} {candidates[0]} ...)")
+                f"(or split the real video with python -m scripts.noscope_split {cfg['name']} {candidates[0]} ...)")
     else:
         candidates = [root / cfg["data"]["source"]]
         make = f"put the extracted '{cfg['data']['source']}' folder under {root}/"

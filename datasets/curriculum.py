@@ -1,4 +1,4 @@
-"""Curriculum learning for folded game models (reference.md section 4).
+"""Curriculum learning for folded game models (the original FoldedCNNs repository's recipe).
 
 A folded model first trains on the first `initial` classes (in class-index order) and gains
 `delta` more classes every `epochs_per_step` epochs until all K are in. Training batches draw

@@ -31,10 +31,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from datasets import SPLITS
 from models import load_config, model_names
 from util.errors import UserError, cli_main
 
-SPLITS = ("train", "val", "test")
 OTHER = "other"
 SUPERSAMPLE = 3  # draw at 3x the output size, then INTER_AREA down: anti-aliased HUD text
 GENERATOR_ID = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]

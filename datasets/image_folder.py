@@ -1,7 +1,7 @@
 """Image-folder splits (game-scraping and NoScope) as uint8 tensors.
 
 A split is `<dataset>/<split>/<class>/<image>`: the layout of the original game tarball, of
-`python -m datasets.game_synth` and of `util/noscope_split.py`. The first load decodes every
+`python -m datasets.game_synth` and of `python -m scripts.noscope_split`. The first load decodes every
 image and packs the split into `<dataset>/<split>.cache.pt`; later loads read that file. The
 cache remembers the folder's file list, sizes and mtimes and is re-packed when they change.
 """
@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from util.errors import UserError
+from util.files import atomic_torch_save
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
@@ -81,11 +82,8 @@ def load_image_folder(split_dir, classes, height, width):
             return packed["images"], packed["labels"]
     images = torch.from_numpy(_decode_all(files, height, width)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([index for _, index in files], dtype=torch.int64)
-    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
     try:
-        torch.save({"fingerprint": fingerprint, "images": images, "labels": labels}, tmp)
-        os.replace(tmp, cache)
+        atomic_torch_save({"fingerprint": fingerprint, "images": images, "labels": labels}, cache)
     except OSError as err:  # a read-only dataset still loads, just without a cache
-        tmp.unlink(missing_ok=True)
         print(f"note: cannot write the cache {cache} ({err.strerror}); decoding every time", file=sys.stderr)
     return images, labels

@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from datasets import SPLITS
 from models import load_config
 from util.errors import UserError
 from util.files import atomic_write_bytes
 
 FRAME_SIZE = 50
-SPLITS = ("train", "val", "test")
 
 
 def _write_png_atomic(path, img):
@@ -86,10 +86,10 @@ def list_frames(frames_dir):
     """Sorted frame indices of the `<frame>.png` files in `frames_dir`."""
     frames_dir = Path(frames_dir)
     if not frames_dir.is_dir():
-        raise UserError(f"frames folder {frames_dir} does not exist; write it with util/noscope_video_save.py")
+        raise UserError(f"frames folder {frames_dir} does not exist; write it with `python -m scripts.noscope_video_save`")
     frames = sorted(int(p.stem) for p in frames_dir.glob("*.png") if p.stem.isdigit())
     if not frames:
-        raise UserError(f"{frames_dir} holds no <frame>.png files; write them with util/noscope_video_save.py")
+        raise UserError(f"{frames_dir} holds no <frame>.png files; write them with `python -m scripts.noscope_video_save`")
     return frames
 
 

@@ -10,7 +10,7 @@ video comes a label CSV in NoScope's format: frame,object_name,confidence,xmin,y
     python -m datasets.noscope_synth night --build --out data/             # the whole chain
     python -m datasets.noscope_synth all --build                           # N1-N4 into data/
 
---build runs synthesis -> util/noscope_video_save.py's frame dump -> util/noscope_split.py's
+--build runs synthesis -> scripts/noscope_video_save.py's frame dump -> scripts/noscope_split.py's
 split, leaving the image folders in <out>/<name>/ and the video, CSV and frames in
 <out>/noscope-synth/.
 """

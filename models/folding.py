@@ -10,6 +10,8 @@ import torch
 
 from util.errors import UserError
 
+FOLDS = (1, 2, 3, 4)  # the folds the paper trains and times (section 5)
+
 
 def check_fold(fold):
     """Return `fold` as an int, or raise a UserError if it is not a whole number >= 1."""

@@ -108,6 +108,17 @@ def model_names():
     return sorted(configs, key=lambda n: (FAMILY_ORDER.index(configs[n]["family"]), configs[n]["id"]))
 
 
+def name_rank(name):
+    """Sort key of registry order (model_names()); names it does not know sort last."""
+    names = model_names()
+    return names.index(name) if name in names else len(names)
+
+
+def ordered_names(names):
+    """The distinct names of `names` in registry order."""
+    return sorted(set(names), key=name_rank)
+
+
 def load_config(name):
     """The validated config of a name or id; a deep copy, so callers may edit it."""
     configs = _all_configs()
@@ -139,7 +150,7 @@ def input_shape(name, fold=1):
 
 
 def build_compound_scaled(name):
-    """The EfficientNet-style shrunken baseline of a game model (reference.md section 3)."""
+    """The EfficientNet-style shrunken baseline of a game model (the paper's comparison with EfficientNet compound scaling)."""
     cfg = load_config(name)
     if cfg["family"] != "game":
         raise UserError(f"the EfficientNet baseline exists for game models only, not {cfg['name']!r}")

@@ -1,30 +1,11 @@
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.helpers import REPO
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-
-def run_cli(*args, cwd=REPO, timeout=600, env=None):
-    """Run a repository script with this interpreter; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def assert_clean_error(proc, *fragments):
-    """A user mistake: non-zero exit, one `error:` line naming the problem, no traceback."""
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

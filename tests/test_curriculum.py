@@ -6,7 +6,8 @@ import torch
 import models
 from datasets.curriculum import Curriculum, active_indices, curriculum_for
 from util.errors import UserError
-from util.training import evaluation_order, resolve_recipe, training_batches
+from datasets.batches import evaluation_order, training_batches
+from fold_trainer import resolve_recipe
 
 
 def classes_per_epoch(schedule, epochs):

@@ -1,4 +1,4 @@
-"""NoScope pipeline: synthetic video -> util/noscope_video_save.py -> util/noscope_split.py."""
+"""NoScope pipeline: synthetic video -> scripts/noscope_video_save.py -> scripts/noscope_split.py."""
 import csv
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import pytest
 
 from datasets.noscope_synth import synthesize
 from models import load_config
-from util import noscope_split, noscope_video_save
+from scripts import noscope_split, noscope_video_save
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 400  # 8 chunks of 50 frames, 16 of 25
@@ -41,7 +41,7 @@ def video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def frames(video, tmp_path_factory):
     out = tmp_path_factory.mktemp("frames") / "night-frames"
-    result = run("util/noscope_video_save.py", str(video[0]), str(out))
+    result = run("-m", "scripts.noscope_video_save", str(video[0]), str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -98,7 +98,7 @@ def test_video_save_resumes_and_honours_the_range(video, frames, tmp_path, capsy
 def test_split_takes_the_configured_chunks_and_labels(video, frames, tmp_path, name):
     cfg = load_config(name)
     out = tmp_path / name
-    result = run("util/noscope_split.py", name, str(out), "--infile", str(video[1]), "--indir", str(frames),
+    result = run("-m", "scripts.noscope_split", name, str(out), "--infile", str(video[1]), "--indir", str(frames),
                  "--print_stats", "--link")
     assert result.returncode == 0, result.stderr
     per_chunk = FRAMES // cfg["data"]["chunks"]
@@ -140,7 +140,7 @@ def test_split_errors_are_one_line(video, frames, tmp_path, capsys):
         assert code == 2 and message in err.splitlines()[-1], err
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
     # As a user sees it: exit code 2, one line, no traceback.
-    result = run("util/noscope_split.py", "night", str(tmp_path / "o1"), "--infile", str(video[1]),
+    result = run("-m", "scripts.noscope_split", "night", str(tmp_path / "o1"), "--infile", str(video[1]),
                  "--indir", str(tmp_path / "none"))
     assert result.returncode == 2 and result.stderr.startswith("error: frames folder") and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1

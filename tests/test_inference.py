@@ -1,4 +1,4 @@
-"""infer.py, the backends, the layer specs, run_inference.sh (util/sweep.py), the plots and
+"""infer.py, the backends, the layer specs, run_inference.sh (`infer.py sweep`), the plots and
 the GPU benchmark's table, on real models at tiny batch sizes."""
 import csv
 import json
@@ -12,16 +12,17 @@ import pytest
 import torch
 
 import models
-from tests.conftest import REPO, assert_clean_error, run_cli
+from infer import TOLERANCE, Prepared, build_workload
+from models.flops import flops_per_input
+from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
+from scripts.gpu_benchmark import main as gpu_benchmark_main
+from scripts.plot_results import plot
+from tests.helpers import REPO, assert_clean_error, run_cli
 from util import backends
 from util.arith_intensity import model_intensity
+from util.checkpoint import load_weights
 from util.errors import UserError
-from util.flops import flops_per_input
-from util.gpu_benchmark import main as gpu_benchmark_main
-from util.inference import TOLERANCE, Prepared, build_workload, load_checkpoint
-from util.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
-from util.plot_results import plot
-from util.sweep import HEADER
+from util.results import RESULTS_HEADER as HEADER
 
 CUDA_REASON = "needs a CUDA GPU"
 
@@ -108,10 +109,10 @@ def test_checkpoints_load_from_training_dicts_and_bare_state_dicts(tmp_path):
     torch.save({"model": trained.state_dict(), "recipe": {"epochs": 1}}, tmp_path / "best.pth")
     torch.save(trained.state_dict(), tmp_path / "bare.pth")
     for path in ("best.pth", "bare.pth"):
-        loaded = load_checkpoint(models.build_model("night", 2), tmp_path / path)
+        loaded = load_weights(models.build_model("night", 2), tmp_path / path)
         assert torch.equal(loaded[0].weight, trained[0].weight)
     with pytest.raises(UserError, match="does not fit this model"):
-        load_checkpoint(models.build_model("night", 4), tmp_path / "best.pth")
+        load_weights(models.build_model("night", 4), tmp_path / "best.pth")
     assert_clean_error(run_cli("infer.py", "night", 4, "--checkpoint", tmp_path / "best.pth", "--batch_size", 8),
                        "does not fit this model")
 

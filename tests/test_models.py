@@ -11,7 +11,7 @@ from models.registry import read_configs
 from util.errors import UserError
 
 NAMES = models.model_names()
-FOLDS = [1, 2, 3, 4]
+FOLDS = models.FOLDS
 
 
 def convs_and_linears(model):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import models
+from infer import Prepared, build_workload
 from util.errors import UserError
-from util.inference import Prepared, build_workload
 from util.onnx_export import export_onnx
 
 

@@ -1,9 +1,9 @@
 """The report builder and the appendix G trade-off."""
 import math
 
-from tests.conftest import assert_clean_error, run_cli
-from util.report import build_report, load_report_data, tradeoff_rows
-from util.tradeoff import describe, max_latency_ratio
+from scripts.report import build_report, load_report_data, tradeoff_rows
+from tests.helpers import assert_clean_error, run_cli
+from util.cascade import describe, max_latency_ratio
 
 SUMMARY = """dataset,fold,epochs,best_val_top1,test_top1,delta_vs_f1,wall_time_s,train_images_per_s
 lol-gold1,1,5,0.9700,0.9650,0.0000,10,1000
@@ -40,9 +40,9 @@ def test_tradeoff_formula_gives_the_papers_285():
 
 
 def test_tradeoff_cli(repo):
-    proc = run_cli("util/tradeoff.py", "2.5", "0.0021")
+    proc = run_cli("-m", "scripts.tradeoff", "2.5", "0.0021")
     assert proc.returncode == 0 and "285x" in proc.stdout
-    assert_clean_error(run_cli("util/tradeoff.py", "2.5"), "give SPEEDUP and ACCURACY_DROP")
+    assert_clean_error(run_cli("-m", "scripts.tradeoff", "2.5"), "give SPEEDUP and ACCURACY_DROP")
 
 
 def test_report_tables_have_the_right_numbers_and_signs(tmp_path):
@@ -68,8 +68,8 @@ def test_tradeoff_rows_from_csvs(tmp_path):
 
 def test_report_errors_are_clear(tmp_path):
     summary, results = write_inputs(tmp_path)
-    proc = run_cli("-m", "util.report", "--summary", tmp_path / "nope.csv", "--results", results)
+    proc = run_cli("-m", "scripts.report", "--summary", tmp_path / "nope.csv", "--results", results)
     assert_clean_error(proc, "nope.csv not found")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    assert_clean_error(run_cli("-m", "util.report", "--summary", summary, "--results", tmp_path / "bad.csv"),
+    assert_clean_error(run_cli("-m", "scripts.report", "--summary", summary, "--results", tmp_path / "bad.csv"),
                        "missing Model")

@@ -1,10 +1,10 @@
 """`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report."""
-from tests.conftest import assert_clean_error, run_cli
+from tests.helpers import assert_clean_error, run_cli
 
 
 def test_pipeline_end_to_end_writes_a_report(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
-    args = ["-m", "util.reproduce", "--datasets", "V2", "--folds", "2", "--scale", "0.01",
+    args = ["-m", "scripts.reproduce", "--datasets", "V2", "--folds", "2", "--scale", "0.01",
             "--data-root", data, "--out", out]
     proc = run_cli(*args, env={"NUM_ITERATION": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -29,5 +29,5 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
 
 
 def test_cifar_without_files_is_a_clear_error(tmp_path):
-    proc = run_cli("-m", "util.reproduce", "--datasets", "cifar10", "--data-root", tmp_path, "--out", tmp_path / "r")
+    proc = run_cli("-m", "scripts.reproduce", "--datasets", "cifar10", "--data-root", tmp_path, "--out", tmp_path / "r")
     assert_clean_error(proc, "CIFAR")

@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import models
-from tests.conftest import assert_clean_error, run_cli
+from models.flops import MODEL_MAP_PATH, count_flops
+from tests.helpers import assert_clean_error, run_cli
 from util.arith_intensity import conv_layer_table, layer_costs
-from util.flops import MODEL_MAP_PATH, count_flops
 
 
 def test_flops_are_twice_the_macs_of_conv_and_linear_layers():

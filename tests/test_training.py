@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 
 import models
-from conftest import REPO, assert_clean_error, run_cli
+from tests.helpers import REPO, assert_clean_error, run_cli
 from datasets import game_synth
-from util.training import (DeviceSplit, evaluate, evaluation_order, load_job_data, random_crop_flip,
-                           read_metrics, train_job, training_batches)
+from datasets.batches import DeviceSplit, evaluation_order, load_job_data, random_crop_flip, training_batches
+from fold_trainer import evaluate, read_metrics, train_job
 
 NAME = "apex-count"  # V2: 22 classes (chance 4.5%); at scale 0.1, 100/10/10 images per class
 # f = 1 learns in a few epochs at batch 32, lr 1e-3; f = 2 sits on a plateau for about 8

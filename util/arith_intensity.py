@@ -10,8 +10,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-import models
-
 
 @dataclass
 class LayerCost:
@@ -63,13 +61,6 @@ def model_intensity(model, input_shape, batch, bytes_per_element=2):
     ops = sum(c.ops for c in costs)
     nbytes = bytes_per_element * sum(c.elements for c in costs)
     return {"ops": ops, "bytes": nbytes, "intensity": ops / nbytes}
-
-
-def folded_model_intensity(name, fold, batch=1024, bytes_per_element=2):
-    """Intensity of model `name` folded `fold` times on a batch of `batch` images, i.e.
-    batch // fold folded inputs, as in the paper's measurements."""
-    model = models.build_model(name, fold)
-    return model_intensity(model, models.input_shape(name, fold), batch // fold, bytes_per_element)
 
 
 def conv_layer_table(ci, co, kh, kw, h, w, n, fold, bytes_per_element=2, groups=1):

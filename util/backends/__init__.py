@@ -5,20 +5,17 @@ and `NEEDS_CUDA`. `prepare` takes a float32 model and a batch of (folded) inputs
 CPU, does its one-time work (compilation, graph capture, engine build), and returns a
 function of no arguments that runs the model on those inputs and returns the outputs
 on `device`. Calling `run` is what gets timed, so it does nothing but inference; both
-`prepare` and `run` are called under torch.inference_mode() (util.inference does).
+`prepare` and `run` are called under torch.inference_mode() (the caller's job).
 """
 import torch
 
+from util.device import resolve_device
 from util.errors import UserError
 
 from . import cudagraph, eager, torch_compile, trt_engine
 from .common import DTYPES  # noqa: F401  (re-exported for the CLIs)
 
 BACKENDS = {"tensorrt": trt_engine, "cudagraph": cudagraph, "compile": torch_compile, "eager": eager}
-
-
-def default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def default_backend(device):
@@ -32,10 +29,7 @@ def default_precision(device):
 
 def check_device(backend, device):
     """Raise a one-line UserError if `backend` cannot run on `device` on this machine."""
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device} requested but PyTorch sees no CUDA GPU here; "
-                        f"use --device cpu (backends eager or compile)")
+    device = resolve_device(device)
     if BACKENDS[backend].NEEDS_CUDA and device.type != "cuda":
         reason = "PyTorch sees no CUDA GPU here" if not torch.cuda.is_available() else f"--device is {device}"
         raise UserError(f"the {backend} backend needs a CUDA GPU but {reason}; "

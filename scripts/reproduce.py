@@ -1,13 +1,13 @@
 """`make reproduce`: the paper end to end at a size this machine can afford.
 
-    python -m util.reproduce [--datasets ...] [--folds 1 2 3 4] [--scale 0.05]
-                             [--profile quick|paper] [--data-root data] [--out results]
+    python -m scripts.reproduce [--datasets ...] [--folds 1 2 3 4] [--scale 0.05]
+                                [--profile quick|paper] [--data-root data] [--out results]
 
 1. makes the data that is missing (game tasks with datasets.game_synth, NoScope tasks with
    datasets.noscope_synth; real data under --data-root is used as it is),
 2. trains the original and folded models (train.py, the chosen profile),
 3. measures inference throughput on the best backend here (run_inference.sh),
-4. plots the results and writes OUT/REPORT.md.
+4. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
 Each step is the same command a user would type, printed before it runs. Every step reuses
 finished work, so rerunning after an interruption continues where it stopped.
 """
@@ -19,21 +19,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-import datasets  # noqa: E402
-import models  # noqa: E402
-from util.errors import UserError, cli_main  # noqa: E402
-from util.report import build_report  # noqa: E402
+import datasets
+import models
+from util.errors import UserError, cli_main
 
 DEFAULT_DATASETS = ["lol-gold1", "apex-count", "sot-coin", "sot-time", "night"]
 # Inference settings per device: a GPU gets the paper's protocol, a CPU a short one.
 # The environment overrides them (e.g. `make reproduce TRIALS=3`).
 GPU_SWEEP = {"TRIALS": "3", "NUM_WARMUP": "100", "NUM_ITERATION": "2000"}
 CPU_SWEEP = {"TRIALS": "1", "NUM_WARMUP": "1", "NUM_ITERATION": "3"}
+REPO = Path(__file__).resolve().parent.parent  # every step runs from the repository root
 
 
 def step(title, command, env=None):
@@ -68,7 +65,7 @@ def make_data(names, scale, data_root):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="default: %(default)s")
-    parser.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3, 4], help="default: 1 2 3 4")
+    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS), help="default: 1 2 3 4")
     parser.add_argument("--scale", default="0.05", help="size of generated game data (default %(default)s)")
     parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
     parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
@@ -93,10 +90,12 @@ def main(argv=None):
     print("\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in sweep_env.items()) + " ./run_inference.sh ...")
     step("inference throughput", ["bash", "run_inference.sh", out / "results.csv"], env=sweep_env)
 
-    step("plots", [sys.executable, "util/plot_results.py", out / "results.csv", "--outdir", out])
+    step("plots", [sys.executable, "-m", "scripts.plot_results", out / "results.csv", "--outdir", out])
     plots = sorted(p.name for p in out.glob("*.png"))
-    report = build_report(out / "summary.csv", out / "results.csv", out / "REPORT.md", backend,
-                          scale=args.scale, profile=args.profile, plots=plots)
+    report = out / "REPORT.md"
+    step("report", [sys.executable, "-m", "scripts.report", "--summary", out / "summary.csv",
+                    "--results", out / "results.csv", "--out", report, "--backend", backend,
+                    "--scale", args.scale, "--profile", args.profile, "--plots", *plots])
     print(f"\n==> report: {report}\n")
     print(report.read_text())
 

@@ -2,8 +2,8 @@
 batch 1024, appendix H's N4 f=2 rerun with widths aligned to 8, and a table of how close
 each model comes to the GPU's memory-bandwidth and tensor-core rooflines.
 
-    python util/gpu_benchmark.py --out results/gpu              # on a CUDA GPU
-    python util/gpu_benchmark.py --device cpu --backends eager --precision fp32 \
+    python -m scripts.gpu_benchmark --out results/gpu              # on a CUDA GPU
+    python -m scripts.gpu_benchmark --device cpu --backends eager --precision fp32 \
         --models night --folds 1 2 --batch_size 8 --trials 1 --num_iteration 2   # a dry run
 
 The peaks are measured here: bandwidth by a large device-to-device copy (bytes read +
@@ -16,20 +16,17 @@ output once); its FLOPs come from config/model_map.json. Results: OUT/<backend>.
 import argparse
 import contextlib
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from util import backends  # noqa: E402
-from util.arith_intensity import model_intensity  # noqa: E402
-from util.errors import cli_main  # noqa: E402
-from util.inference import (BYTES_PER_ELEMENT, Prepared, build_workload, device_name,  # noqa: E402
-                            ieee_fp32, images_per_second, time_iterations)
-from util.sweep import sweep  # noqa: E402
+import models
+from infer import (BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, images_per_second, sweep,
+                   time_iterations)
+from util import backends
+from util.arith_intensity import model_intensity
+from util.device import device_name
+from util.errors import cli_main
 
 # Appendix H: N4 at f=2 has 90-channel convs (tile quantization); rerun with widths aligned.
 ALIGNED_RUNS = [("N4", 2, 8)]  # (model, fold, align)
@@ -123,7 +120,7 @@ def main(argv=None):
     parser.add_argument("--out", default="results/gpu", help="directory for the CSVs and table.md")
     parser.add_argument("--backends", nargs="+", default=["cudagraph", "compile"], choices=list(backends.BACKENDS))
     parser.add_argument("--models", nargs="+", help="names or ids (default: all game and NoScope models)")
-    parser.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3, 4])
+    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--precision", default="fp16", choices=list(backends.DTYPES))
     parser.add_argument("--device", default="cuda")

@@ -1,6 +1,6 @@
 """Plots of run_inference.sh's CSV, after the paper's figures 7 and 8.
 
-    python util/plot_results.py results.csv [--outdir results]
+    python -m scripts.plot_results results.csv [--outdir results]
 
 figure7.png: for each model (x axis) one bar per FoldedCNN f and the EfficientNet baseline:
 throughput, FLOPs/sec and arithmetic intensity relative to the original CNN (median over
@@ -10,36 +10,25 @@ figure8.png (when the CSV holds several batch sizes): speedup over the original 
 batch size, one panel per model and one line per f.
 """
 import argparse
-import csv
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import matplotlib.pyplot as plt
 
-import matplotlib  # noqa: E402
+import models
+from util.arith_intensity import model_intensity
+from util.errors import UserError, cli_main
+from util.results import read_results
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import models  # noqa: E402
-from util.arith_intensity import model_intensity  # noqa: E402
-from util.errors import UserError, cli_main  # noqa: E402
-from util.sweep import HEADER  # noqa: E402
+plt.switch_backend("Agg")  # files only, no display needed
 
 COLORS = {"Folded 2": "#9ecae1", "Folded 3": "#4292c6", "Folded 4": "#08519c", "EfficientNet": "#e6550d"}
 
 
-def read_results(path):
+def load_norms(path):
     """{(model, batch, series): {"tput": [...], "flops": [...]}}, series "Folded f" or "EfficientNet"."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} not found: run ./run_inference.sh {path} first")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or list(rows[0]) != HEADER:
-        raise UserError(f"{path} is not run_inference.sh output with rows (header {','.join(HEADER)})")
+    rows = read_results(path)
     results = defaultdict(lambda: {"tput": [], "flops": []})
     for r in rows:
         if r["Mode"] == "Original":
@@ -65,11 +54,6 @@ def intensity_ratio(name, series, batch):
     return intensity(models.build_model(name, fold), models.input_shape(name, fold), batch // fold) / original
 
 
-def ordered(names):
-    order = models.model_names()
-    return sorted(set(names), key=order.index)
-
-
 def label(name):
     cfg = models.load_config(name)
     return f"{cfg['id']}\n{name}" if cfg["id"] != name else name
@@ -77,7 +61,7 @@ def label(name):
 
 def figure7(results, out):
     batch = max(b for _, b, _ in results)
-    names = ordered(n for n, b, _ in results if b == batch)
+    names = models.ordered_names(n for n, b, _ in results if b == batch)
     series = [s for s in COLORS if any((n, batch, s) in results for n in names)]
     width = 0.8 / len(series)
     fig, axes = plt.subplots(3, 1, figsize=(max(7, 1.1 * len(names) + 2), 9), sharex=True)
@@ -111,7 +95,7 @@ def figure7(results, out):
 
 def figure8(results, out):
     batches = sorted({b for _, b, _ in results})
-    names = ordered(n for n, _, _ in results)
+    names = models.ordered_names(n for n, _, _ in results)
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
@@ -140,7 +124,7 @@ def figure8(results, out):
 
 def plot(results_csv, outdir):
     """Write the figures into `outdir`; returns their paths."""
-    results = read_results(results_csv)
+    results = load_norms(results_csv)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = [outdir / "figure7.png"]

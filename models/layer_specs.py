@@ -9,8 +9,9 @@ import math
 
 import torch.nn as nn
 
-from models import folded_width
 from util.errors import UserError
+
+from .folding import folded_width
 
 LAYER_SPECS = {
     "table1": dict(ci=32, co=32, kh=3, kw=3, h=11, w=26, groups=1),

@@ -1,6 +1,6 @@
 """Build results/REPORT.md from train.py's summary.csv and run_inference.sh's results.csv.
 
-    python -m util.report --summary results/summary.csv --results results/results.csv \
+    python -m scripts.report --summary results/summary.csv --results results/results.csv \
         --out results/REPORT.md [--backend eager] [--scale 0.05] [--profile quick]
 
 Tables: accuracy in the layout of appendix table 3 (original accuracy; for each f the folded
@@ -8,46 +8,30 @@ accuracy with its change in parentheses and the speedup), throughput, arithmetic
 the appendix G trade-off, the machine and versions, and the commands to rerun at paper scale.
 """
 import argparse
-import csv
 import os
 import platform
 import statistics
-import sys
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from util.arith_intensity import folded_model_intensity  # noqa: E402
-from util.errors import UserError, cli_main  # noqa: E402
-from util.files import atomic_write_text  # noqa: E402
-from util.tradeoff import describe, max_latency_ratio  # noqa: E402
-
-FOLDS = (1, 2, 3, 4)
-
-
-def read_csv(path, required):
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} not found: run the step that writes it first (see README)")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in required if rows and c not in rows[0]]
-    if not rows or missing:
-        raise UserError(f"{path}: expected columns {', '.join(required)}"
-                        + (f"; missing {', '.join(missing)}" if rows else "; the file has no rows"))
-    return rows
+import models
+from models import FOLDS
+from models.flops import folded_model_intensity
+from util.cascade import describe, max_latency_ratio
+from util.device import cpu_name
+from util.errors import cli_main
+from util.files import atomic_write_text
+from util.results import read_csv, read_results
 
 
 def load_report_data(summary_csv, results_csv):
     """{"accuracy": {(name, f): test top-1 %}, "throughput": {(name, mode, f): [img/s per trial]},
     "speedup": {(name, mode, f): [TputNorm per trial]}} at the largest batch size measured."""
     summary = read_csv(summary_csv, ["dataset", "fold", "test_top1"])
-    results = read_csv(results_csv, ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "TputNorm"])
+    results = read_results(results_csv)
     # summary.csv holds fractions; the report speaks in percent, as the paper does
     accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): 100 * float(r["test_top1"])
                 for r in summary}
@@ -67,13 +51,8 @@ def median_speedup(data, name, fold, mode="Folded"):
     return statistics.median(values) if values else None
 
 
-def ordered_names(names):
-    order = models.model_names()
-    return sorted(set(names), key=order.index)
-
-
 def accuracy_table(data):
-    names = ordered_names(n for n, _ in data["accuracy"])
+    names = models.ordered_names(n for n, _ in data["accuracy"])
     folds = sorted({f for _, f in data["accuracy"] if f > 1})
     head = ["Model", "Resolution", "Classes", "Original accuracy"]
     for f in folds:
@@ -99,7 +78,7 @@ def accuracy_table(data):
 
 
 def throughput_table(data):
-    names = ordered_names(n for n, _, _ in data["throughput"])
+    names = models.ordered_names(n for n, _, _ in data["throughput"])
     cols = [("Original", 1)] + [("Folded", f) for f in FOLDS[1:]] + [("EfficientNet", 1)]
     cols = [c for c in cols if any((n, *c) in data["throughput"] for n in names)]
     head = ["Model"] + [mode if mode != "Folded" else f"f={f}" for mode, f in cols]
@@ -122,7 +101,7 @@ def throughput_table(data):
 def intensity_table(names, batch=1024):
     head = ["Model"] + [f"f={f}" for f in FOLDS] + ["f=4 / f=1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in ordered_names(names):
+    for name in models.ordered_names(names):
         values = [folded_model_intensity(name, f, batch)["intensity"] for f in FOLDS]
         lines.append("| " + " | ".join([f"{models.load_config(name)['id']} ({name})"]
                                        + [f"{v:.1f}" for v in values] + [f"{values[-1] / values[0]:.2f}"]) + " |")
@@ -132,7 +111,7 @@ def intensity_table(names, batch=1024):
 def tradeoff_rows(data):
     """(dataset, f, speedup, accuracy drop as a fraction, bound on T_g/T_s) per trained fold."""
     rows = []
-    for (name, fold), acc in sorted(data["accuracy"].items(), key=lambda kv: (models.model_names().index(kv[0][0]), kv[0][1])):
+    for (name, fold), acc in sorted(data["accuracy"].items(), key=lambda kv: (models.name_rank(kv[0][0]), kv[0][1])):
         base, speed = data["accuracy"].get((name, 1)), median_speedup(data, name, fold)
         if fold == 1 or base is None or speed is None:
             continue
@@ -143,30 +122,22 @@ def tradeoff_rows(data):
 
 def machine_lines(backend):
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return [f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- CPU: {cpu}, {os.cpu_count()} cores; GPU: {gpu}",
+            f"- CPU: {cpu_name()}, {os.cpu_count()} cores; GPU: {gpu}",
             f"- Python {platform.python_version()}, PyTorch {torch.__version__}, {platform.platform()}",
             f"- Inference backend: {backend}"]
 
 
 def rerun_commands(names, folds):
-    names = ordered_names(names)
+    names = models.ordered_names(names)
     lines = ["```bash"]
     for name in names:
         family = models.load_config(name)["family"]
         if family == "game":
             lines.append(f"python -m datasets.game_synth {name} --scale 1   # or --data-root /path/to/game_data")
         elif family == "noscope":
-            lines.append(f"python util/noscope_video_save.py VIDEO.mp4 frames/ && "
-                         f"python util/noscope_split.py {name} data/{name} --infile LABELS.csv --indir frames/")
+            lines.append(f"python -m scripts.noscope_video_save VIDEO.mp4 frames/ && "
+                         f"python -m scripts.noscope_split {name} data/{name} --infile LABELS.csv --indir frames/")
     lines += [f"python train.py runs/paper --profile paper --datasets {' '.join(names)} "
               f"--folds {' '.join(map(str, folds))}",
               f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper   # one cell: the config's recipe",

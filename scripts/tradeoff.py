@@ -1,4 +1,4 @@
-"""System-level accuracy/throughput trade-off of appendix G.
+"""System-level accuracy/throughput trade-off of appendix G (the formula: util/cascade.py).
 
 A specialized CNN (latency T_s) filters inputs for a general-purpose CNN (latency T_g) and
 forwards the fraction it gets wrong. A FoldedCNN that is x times faster but loses `a` of
@@ -6,35 +6,14 @@ accuracy raises the cascade's throughput as long as
 
     T_g / T_s < (1 / a) * (1 - 1 / x).
 
-    python util/tradeoff.py 2.50 0.0021          # the paper's N2 at f=4: 285
-    python util/tradeoff.py --summary results/summary.csv --results results/results.csv
+    python -m scripts.tradeoff 2.50 0.0021          # the paper's N2 at f=4: 285
+    python -m scripts.tradeoff --summary results/summary.csv --results results/results.csv
 """
 import argparse
-import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from util.errors import UserError, cli_main  # noqa: E402
-
-
-def max_latency_ratio(speedup, accuracy_drop):
-    """Largest T_g / T_s for which the FoldedCNN still helps; inf if it loses no accuracy,
-    0 if it is not faster (then it never helps)."""
-    if speedup <= 1:
-        return 0.0
-    if accuracy_drop <= 0:
-        return math.inf
-    return (1 - 1 / speedup) / accuracy_drop
-
-
-def describe(ratio):
-    if ratio == 0:
-        return "never (not faster)"
-    if math.isinf(ratio):
-        return "always (no accuracy lost)"
-    return f"{math.floor(ratio):,}x" if ratio >= 10 else f"{math.floor(ratio * 10) / 10:.1f}x"
+from scripts.report import load_report_data, tradeoff_rows
+from util.cascade import describe, max_latency_ratio
+from util.errors import UserError, cli_main
 
 
 @cli_main
@@ -47,8 +26,6 @@ def main(argv=None):
     parser.add_argument("--results", help="run_inference.sh's CSV with the speedups (needed with --summary)")
     args = parser.parse_args(argv)
     if args.summary:
-        from util.report import load_report_data, tradeoff_rows
-
         if not args.results:
             raise UserError("--summary needs --results RESULTS.csv for the speedups")
         data = load_report_data(args.summary, args.results)

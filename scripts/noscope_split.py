@@ -1,18 +1,15 @@
 """Split a folder of NoScope frames into train/val/test image folders of one task (N1-N4).
 
-    python util/noscope_split.py coral data/coral --infile coral-reef-long.csv --indir noscope-coral-frames-all
+    python -m scripts.noscope_split coral data/coral --infile coral-reef-long.csv --indir noscope-coral-frames-all
 
 The frames are cut into the task's contiguous chunks (config data.chunks, data.split); a frame
 is class 1 when the label CSV names the task's object (data.object) in it, else class 0.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datasets.noscope import format_stats, split_frames  # noqa: E402
-from models import load_config, model_names  # noqa: E402
-from util.errors import cli_main  # noqa: E402
+from datasets.noscope import format_stats, split_frames
+from models import load_config, model_names
+from util.errors import cli_main
 
 
 @cli_main
@@ -22,7 +19,7 @@ def main(argv=None):
     parser.add_argument("name", choices=tasks, help="NoScope task")
     parser.add_argument("outdir", help="output folder: OUTDIR/{train,val,test}/{0,1}/<frame>.png")
     parser.add_argument("--infile", required=True, help="NoScope label CSV (columns frame, object_name, ...)")
-    parser.add_argument("--indir", required=True, help="frames written by util/noscope_video_save.py")
+    parser.add_argument("--indir", required=True, help="frames written by scripts/noscope_video_save.py")
     parser.add_argument("--print_stats", action="store_true", help="print the positive fraction of each split")
     parser.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them")
     args = parser.parse_args(argv)

@@ -3,7 +3,8 @@
 FLOPs are twice thop's multiply-accumulate count for ONE input of the model. For a
 FoldedCNN one input holds f images, so `fold4_ops` is the cost of 4 images. Game models
 also get `efficientnet_ops`, the compound-scaled baseline's FLOPs for one image.
-Run as `python -m util.flops` (what flop_count.sh does) to regenerate the table.
+Run as `python -m models.flops` (what flop_count.sh does) to regenerate the table.
+Also the arithmetic intensity of a named model folded f times (util.arith_intensity).
 """
 import argparse
 import contextlib
@@ -14,12 +15,13 @@ from pathlib import Path
 import torch
 
 import models
+from models.folding import FOLDS
 from models.registry import CONFIG_DIR
+from util.arith_intensity import model_intensity
 from util.errors import UserError, cli_main
 from util.files import atomic_write_json
 
 MODEL_MAP_PATH = CONFIG_DIR / "model_map.json"
-FOLDS = (1, 2, 3, 4)
 
 
 def ops_key(fold):
@@ -65,6 +67,13 @@ def flops_per_input(name, fold=1, efficientnet=False):
         raise UserError(f"config/model_map.json has no '{key}' for {cfg['name']}: "
                         f"run ./flop_count.sh to regenerate it")
     return entry[key]
+
+
+def folded_model_intensity(name, fold, batch=1024, bytes_per_element=2):
+    """Arithmetic intensity of model `name` folded `fold` times on a batch of `batch` images,
+    i.e. batch // fold folded inputs, as in the paper's measurements."""
+    model = models.build_model(name, fold)
+    return model_intensity(model, models.input_shape(name, fold), batch // fold, bytes_per_element)
 
 
 @cli_main

@@ -1,16 +1,13 @@
 """Write every frame of a NoScope video as a 50x50 PNG (nearest neighbour), named by frame index.
 
-    python util/noscope_video_save.py coral-reef-long.mp4 noscope-coral-frames-all
+    python -m scripts.noscope_video_save coral-reef-long.mp4 noscope-coral-frames-all
 
 Frames already in OUTDIR are skipped, so an interrupted run can simply be restarted.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datasets.noscope import save_video_frames  # noqa: E402
-from util.errors import cli_main  # noqa: E402
+from datasets.noscope import save_video_frames
+from util.errors import cli_main
 
 
 @cli_main

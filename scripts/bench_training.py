@@ -1,30 +1,27 @@
 """Training throughput: our tensor pipeline against a plain ImageFolder + DataLoader one.
 
-    python util/bench_training.py                      # generates a small V1 set in a temp dir
-    python util/bench_training.py --data-root data --steps 200 --folds 1 2 4 --threads 1
+    python -m scripts.bench_training                      # generates a small V1 set in a temp dir
+    python -m scripts.bench_training --data-root data --steps 200 --folds 1 2 4 --threads 1
 
 Both pipelines train the same model (V1 at each fold) for the same number of steps at the
 same batch size and report images/second of the whole step (data + forward + backward +
 update). Ours indexes a uint8 tensor cache kept on the training device (what
-util/training.py does); the baseline decodes PNGs with PIL in DataLoader workers and copies
+fold_trainer.py does, with datasets/batches.py); the baseline decodes PNGs with PIL in DataLoader workers and copies
 each batch to the device. A few warm-up steps are not timed. This is a benchmark, not a test.
 """
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+import torch.nn.functional as F
+from torchvision import datasets as tv_datasets, transforms
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torchvision import datasets as tv_datasets, transforms  # noqa: E402
-
-import models  # noqa: E402
-from datasets import dataset_dir, game_synth  # noqa: E402
-from util.errors import cli_main  # noqa: E402
-from util.training import load_job_data, resolve_device, set_threads, training_batches  # noqa: E402
+import models
+from datasets import dataset_dir, game_synth
+from datasets.batches import load_job_data, training_batches
+from util.device import resolve_device, set_threads
+from util.errors import cli_main
 
 NAME = "lol-gold1"  # V1
 WARMUP_STEPS = 5
@@ -52,7 +49,7 @@ def train_steps(model, optimizer, batches, fold, device, steps):
 
 
 def tensor_batches(train, batch_size, fold):
-    """Endless batches from the on-device uint8 cache, as util/training.py forms them."""
+    """Endless batches from the on-device uint8 cache, as the trainer forms them."""
     generator = torch.Generator().manual_seed(0)
     while True:
         for positions in training_batches(train.labels_cpu, batch_size, fold, generator):
