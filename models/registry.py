@@ -6,6 +6,7 @@ its `family` picks the builder below. A name is the config's `name` or its `id`
 """
 import functools
 import json
+import math
 from pathlib import Path
 
 from util.errors import UserError
@@ -55,6 +56,37 @@ def _lookup(cfg, dotted):
 
 _MISSING = object()
 
+# Numbers that must be in range: (dotted path, smallest value). A type check alone lets a
+# height of -5 or a conv_width of 0 through to a crash deep inside PyTorch.
+_AT_LEAST = {
+    "input.channels": 1, "input.height": 1, "input.width": 1, "train.epochs": 1, "train.batch_size": 1,
+    "train.weight_decay": 0, "train.curriculum.epochs_per_step": 1,
+    "arch.conv_width": 1, "arch.units": 1, "arch.last_conv_width": 1, "data.per_class.train": 1,
+    "data.per_class.val": 1, "data.per_class.test": 1,
+    "arch.filters": 1, "arch.dense": 1, "data.chunks": 1, "data.split.train": 1, "data.split.val": 1,
+    "data.split.test": 1, "data.val_images": 1,
+}
+
+
+def _check_ranges(cfg, path):
+    for field, least in _AT_LEAST.items():
+        value = _lookup(cfg, field)
+        if value is not _MISSING and not (math.isfinite(value) and value >= least):
+            raise UserError(f"{path}: field '{field}' must be at least {least}, got {value!r}")
+    lr = cfg["train"]["lr"]
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"{path}: field 'train.lr' must be a positive number, got {lr!r}")
+    if cfg["family"] == "noscope":
+        for split, chunk in cfg["data"]["split"].items():
+            if chunk > cfg["data"]["chunks"]:
+                raise UserError(f"{path}: field 'data.split.{split}' is chunk {chunk}, "
+                                f"but 'data.chunks' is {cfg['data']['chunks']}")
+    if cfg["family"] == "cifar":
+        for field in ("arch.widths", "arch.blocks"):
+            values = _lookup(cfg, field)
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+                raise UserError(f"{path}: field '{field}' must be a non-empty list of whole numbers >= 1")
+
 
 def validate_config(cfg, path):
     """Raise a one-line UserError naming the file and field of the first problem."""
@@ -77,6 +109,7 @@ def validate_config(cfg, path):
         raise UserError(f"{path}: field 'classes' must be a non-empty list of strings")
     if cfg["classes"] != sorted(cfg["classes"]) and family != "cifar":
         raise UserError(f"{path}: field 'classes' must be in sorted (image-folder) order")
+    _check_ranges(cfg, path)
     if Path(path).stem != cfg["name"]:
         raise UserError(f"{path}: field 'name' is {cfg['name']!r} but the file is named {Path(path).name}")
     return cfg

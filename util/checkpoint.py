@@ -13,7 +13,8 @@ def read_checkpoint(path, what="checkpoint"):
     except FileNotFoundError:
         raise UserError(f"{what} {path} not found") from None
     except Exception as err:  # a truncated or foreign file: name it
-        raise UserError(f"cannot read {what} {path}: {err}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read {what} {path}: {first}") from None
 
 
 def load_weights(model, path, what="checkpoint", mismatch="does not fit this model"):

@@ -12,7 +12,8 @@ class UserError(Exception):
 
 
 def cli_main(main):
-    """Decorate a script's main(): a UserError becomes `error: ...` on stderr and exit code 2."""
+    """Decorate a script's main(): a UserError, or an OSError about a file, becomes `error: ...`
+    on stderr and exit code 2."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -20,6 +21,11 @@ def cli_main(main):
             return main(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as err:  # a file system problem the checks up front did not foresee
+            if err.filename is None:
+                raise
+            print(f"error: {err.filename}: {err.strerror}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

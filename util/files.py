@@ -1,23 +1,72 @@
-"""Atomic file writes: readers see the old file or the new one, never a torn one, so a job
-killed at any moment (even with SIGKILL) leaves every file it wrote usable."""
+"""Files that survive interruptions and user mistakes.
+
+Atomic writes: readers see the old file or the new one, never a torn one, so a job killed at
+any moment (even with SIGKILL) leaves every file it wrote usable. Output paths are checked
+(`check_output_file`, `check_output_dir`; long commands call them before any work), so a
+read-only folder or a path that is a file fails in one line naming the path. Generated
+folders carry an owner mark (`claim_dir`): a generator replaces only a folder with its mark
+that holds nothing but its own files (`remove_owned_dir`), never a folder of the user's.
+"""
 import contextlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
+
+from util.errors import UserError
+
+OWNER_FILE = ".owner"
+
+
+def _check_creatable(path, what):
+    """`path` does not exist yet: its nearest existing ancestor must be a writable folder."""
+    ancestor = next(p for p in [*path.parents, Path(".")] if p.exists())
+    if not ancestor.is_dir():
+        raise UserError(f"cannot create the {what} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the {what} {path}: {ancestor} is not writable")
+
+
+def check_output_file(path, what="output file"):
+    """`path` as a Path; a UserError naming it if a file cannot be written there."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"the {what} {path} is a folder; give a file name")
+    if path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise UserError(f"cannot replace the {what} {path}: {path.parent} is not writable")
+    else:
+        _check_creatable(path, what)
+    return path
+
+
+def check_output_dir(path, what="output folder"):
+    """`path` as a Path; a UserError naming it if files cannot be written into that folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the {what} {path} is a file, not a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write into the {what} {path}: it is not writable")
+    else:
+        _check_creatable(path, what)
+    return path
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """A temporary path next to `path` to write to; it replaces `path` when the block ends
     without an error and is removed otherwise."""
-    path = Path(path)
+    path = check_output_file(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -42,3 +91,49 @@ def atomic_torch_save(obj, path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------------------
+# Folders a generator owns.
+
+def claim_dir(path, owner):
+    """Create the new folder `path` and mark it as written by `owner`."""
+    path = Path(path)
+    path.mkdir(parents=True)
+    (path / OWNER_FILE).write_text(owner + "\n")
+    return path
+
+
+def is_owned(path, owner):
+    mark = Path(path) / OWNER_FILE
+    return mark.is_file() and mark.read_text(errors="replace").strip() == owner
+
+
+def check_replaceable(path, owner, owns=lambda relative: True, force=False):
+    """Raise a UserError naming `path` and --force unless `owner` may delete it: it does not
+    exist, is an empty folder, or carries the owner's mark and holds only files that
+    `owns(relative posix path)` accepts. Anything else may hold the user's files."""
+    path = Path(path)
+    if force or not (path.exists() or path.is_symlink()):
+        return
+    hint = "move it away, choose another output folder, or pass --force to replace it"
+    if not path.is_dir() or path.is_symlink():
+        raise UserError(f"{path} is in the way and was not written by {owner}: {hint}")
+    if not any(path.iterdir()):
+        return
+    if not is_owned(path, owner):
+        raise UserError(f"{path} exists and was not written by {owner}: {hint}")
+    for file in sorted(p for p in path.rglob("*") if not p.is_dir()):
+        relative = file.relative_to(path).as_posix()
+        if relative != OWNER_FILE and not owns(relative):
+            raise UserError(f"{path} holds {relative}, which {owner} did not write: {hint}")
+
+
+def remove_owned_dir(path, owner, owns=lambda relative: True, force=False):
+    """Delete `path` after `check_replaceable` allowed it."""
+    path = Path(path)
+    check_replaceable(path, owner, owns, force)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

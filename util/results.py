@@ -2,10 +2,12 @@
 per trained job) and the results CSV of run_inference.sh (a row per timed inference run)."""
 import csv
 import io
+import json
+import math
 from pathlib import Path
 
 from util.errors import UserError
-from util.files import atomic_write_text
+from util.files import atomic_write_json, atomic_write_text
 
 SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "delta_vs_f1",
                    "wall_time_s", "train_images_per_s"]
@@ -13,36 +15,85 @@ RESULTS_HEADER = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", 
                   "FLOPNorm"]
 
 
-def parse_csv(text, path, required):
-    """The rows of CSV `text` (the contents of `path`) as dicts; a UserError naming the columns
-    of `required` that its header lacks."""
+# Column types, and the columns that name what a row measured: two rows with the same key are
+# two measurements of one run, which happens when a file mixes two sweeps.
+SUMMARY_TYPES = {"fold": int, "epochs": int, "best_val_top1": float, "test_top1": float, "wall_time_s": float,
+                 "train_images_per_s": float}
+SUMMARY_KEY = ("dataset", "fold")
+RESULTS_TYPES = {"Trial": int, "Batch Size": int, "Fold": int, "Throughput": float, "FLOPs/sec": float,
+                 "TputNorm": float, "FLOPNorm": float}
+RESULTS_KEY = ("Model", "Trial", "Batch Size", "Mode", "Fold")
+
+
+def _number(kind, text):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_csv(text, path, required, types=None, key=()):
+    """The rows of CSV `text` (the contents of `path`) as dicts. A UserError names the columns
+    of `required` that its header lacks, a value of a `types` column that is not a (whole)
+    finite number, and a second row with the same `key` columns."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise UserError(f"{path}: expected columns {', '.join(required)}; missing {', '.join(missing)}")
-    return list(reader)
+    rows, seen = list(reader), {}
+    for line, row in enumerate(rows, 2):
+        for column, kind in (types or {}).items():
+            if column in row and _number(kind, row[column]) is None:
+                raise UserError(f"{path} line {line}: {column} is {row[column]!r}, not a "
+                                f"{'whole ' if kind is int else ''}number; fix or delete the row")
+        if key:
+            ident = tuple(_number(types[c], row[c]) if c in (types or {}) else row[c] for c in key)
+            if ident in seen:
+                what = ", ".join(f"{c} {row[c]}" for c in key)
+                raise UserError(f"{path} lines {seen[ident]} and {line} both hold {what}: the file mixes two "
+                                f"runs; delete the rows of one of them")
+            seen[ident] = line
+    return rows
 
 
-def read_csv(path, required, missing_hint="run the step that writes it first (see README)"):
+def read_csv(path, required, missing_hint="run the step that writes it first (see README)", types=None, key=()):
     """The rows of the CSV file `path`, which must exist, hold the `required` columns and a row."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found: {missing_hint}")
-    rows = parse_csv(path.read_text(), path, required)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text CSV file") from None
+    rows = parse_csv(text, path, required, types, key)
     if not rows:
         raise UserError(f"{path}: expected columns {', '.join(required)}; the file has no rows")
     return rows
 
 
+def read_summary(path):
+    """The rows of train.py's summary.csv."""
+    return read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY)
+
+
 def read_results(path):
     """The rows of a results CSV written by run_inference.sh."""
-    return read_csv(path, RESULTS_HEADER, f"run ./run_inference.sh {path} first")
+    return read_csv(path, RESULTS_HEADER, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY)
 
 
-def resume_results(path):
+def settings_path(results_csv):
+    """Where the settings that define a sweep are kept: next to its CSV."""
+    path = Path(results_csv)
+    return path.with_name(path.name + ".settings.json")
+
+
+def resume_results(path, settings=None):
     """The rows already in the results CSV `path`, which an interrupted sweep continues;
     creates the file with its header if needed and drops a torn last line (a sweep killed
-    mid-write)."""
+    mid-write). `settings` (backend, precision, device, ...) define the sweep and are kept in
+    `settings_path(path)`: a rerun with other settings is a UserError, so that one file never
+    mixes, or silently skips, runs measured differently."""
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
     kept = text[:text.rfind("\n") + 1] or ",".join(RESULTS_HEADER) + "\n"
@@ -50,7 +101,29 @@ def resume_results(path):
     if header != RESULTS_HEADER:
         raise UserError(f"{path} has the header {','.join(header)!r}, not {','.join(RESULTS_HEADER)!r}: "
                         f"give run_inference.sh a new file")
+    rows = parse_csv(kept, path, RESULTS_HEADER, RESULTS_TYPES, RESULTS_KEY)
+    if settings is not None:
+        _check_settings(path, settings, rows)
     if kept != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, kept)
-    return parse_csv(kept, path, RESULTS_HEADER)
+    return rows
+
+
+def _check_settings(path, settings, rows):
+    stored_path = settings_path(path)
+    try:
+        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
+    except (OSError, ValueError):
+        raise UserError(f"{stored_path} is damaged: give run_inference.sh a new file") from None
+    if stored is None and rows:
+        raise UserError(f"{path} holds runs but no {stored_path.name} saying how they were measured: "
+                        f"give run_inference.sh a new file")
+    if stored is not None and stored != settings:
+        diff = ", ".join(f"{k} {stored.get(k)!r} there, {settings[k]!r} now" for k in settings
+                         if stored.get(k) != settings[k])
+        raise UserError(f"{path} holds runs measured with other settings ({diff}): rerun with its settings "
+                        f"({stored_path.name}) or give run_inference.sh a new file")
+    if stored is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(stored_path, settings)
