@@ -13,6 +13,7 @@ from models import FOLDS
 from models.flops import folded_model_intensity
 from models.layer_specs import LAYER_SPECS
 from util.arith_intensity import conv_layer_table, layer_costs
+from util.args import positive_int
 from util.errors import UserError, cli_main
 
 
@@ -26,6 +27,8 @@ def print_models(names, batch, nbytes):
 def print_per_layer(name, fold, batch, nbytes):
     if fold < 1:
         raise UserError(f"--fold must be >= 1, got {fold}")
+    if batch < fold:
+        raise UserError(f"--batch_size {batch} is smaller than --fold {fold}: a folded batch needs at least f images")
     base = layer_costs(models.build_model(name, 1), models.input_shape(name, 1), batch)
     folded = layer_costs(models.build_model(name, fold), models.input_shape(name, fold), batch // fold)
     print(f"{models.load_config(name)['name']}, batch {batch} images, B = {nbytes} bytes, f = {fold}")
@@ -75,8 +78,8 @@ def print_layer(args):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=1024, help="images per batch (default 1024)")
-    parser.add_argument("--bytes", type=int, default=2, help="bytes per element, B (default 2: fp16)")
+    parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch (default 1024)")
+    parser.add_argument("--bytes", type=positive_int, default=2, help="bytes per element, B (default 2: fp16)")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models for the CSV (default: all)")
     parser.add_argument("--per-layer", metavar="MODEL", help="print the intensity of each layer of MODEL")
     parser.add_argument("--layer", nargs="?", const="table1", choices=sorted(LAYER_SPECS), metavar="SPEC",
@@ -84,8 +87,8 @@ def main(argv=None):
                              f"({', '.join(LAYER_SPECS)}; default table1), changed by the flags below")
     layer = parser.add_argument_group("--layer options (defaults: the SPEC's layer, batch 1024)")
     for flag in ("ci", "co", "kh", "kw", "h", "w", "n", "groups"):
-        layer.add_argument(f"--{flag}", type=int)
-    parser.add_argument("--fold", type=int, default=4, help="fold for --layer / --per-layer (default 4)")
+        layer.add_argument(f"--{flag}", type=positive_int)
+    parser.add_argument("--fold", type=positive_int, default=4, help="fold for --layer / --per-layer (default 4)")
     args = parser.parse_args(argv)
     if args.layer:
         for field, value in {**LAYER_SPECS[args.layer], "n": 1024}.items():

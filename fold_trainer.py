@@ -24,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -38,8 +39,9 @@ from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, tra
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
 from util.checkpoint import load_weights, read_checkpoint
 from util.device import resolve_device, set_threads
+from util.args import fraction, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
-from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json
+from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file
 from util.results import SUMMARY_COLUMNS
 
 EVAL_BATCH_IMAGES = 1024
@@ -232,6 +234,11 @@ def _restore_rng_states(states, generators):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+# What current.pth holds besides the recipe (best.pth holds the model weights only).
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "metrics", "best", "best_model",
+                   "wall_time_s", "train_time_s", "train_images")
+
+
 def _resume_checkpoint(out, recipe, continue_from_file=None):
     """The checkpoint to continue from: `continue_from_file`, else the job's current.pth, else
     None; it must hold a run of the same recipe."""
@@ -241,9 +248,18 @@ def _resume_checkpoint(out, recipe, continue_from_file=None):
         path, where = out / "current.pth", out
     else:
         return None
-    checkpoint = read_checkpoint(path)
+    fix = "pass the job's current.pth" if continue_from_file is not None else \
+        "delete it to train the job from epoch 0, or restore it from a backup"
+    try:
+        checkpoint = read_checkpoint(path)
+    except UserError as err:
+        raise UserError(f"{err}; {fix}") from None
     if not isinstance(checkpoint, dict) or "recipe" not in checkpoint:
-        raise UserError(f"{path} is not a training checkpoint written by fold_trainer.py")
+        raise UserError(f"{path} is not a training checkpoint written by fold_trainer.py; {fix}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        kind = "model weights only (a best.pth?)" if "model" in checkpoint else "an incomplete checkpoint"
+        raise UserError(f"{path} holds {kind}, not the training state ({', '.join(missing)}) to continue from; {fix}")
     _check_same_recipe(checkpoint["recipe"], recipe, where)
     return checkpoint
 
@@ -393,11 +409,24 @@ class Job:
               f"Top-1 train={row['train_top1']:.4f} val={val_top1:.4f} test={test_top1:.4f} "
               f"({classes}/{self.num_classes} classes)", flush=True)
 
+    def check_finite(self, epoch, loss):
+        """Stop a diverged job (NaN or inf loss or weights) before it writes anything of the
+        epoch: the files keep the last good state and done.json is never written."""
+        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all().item()
+        if finite and math.isfinite(loss):
+            return
+        kept = (f"the last good checkpoint {self.out / 'current.pth'} (after epoch {self.state['epoch']}) is kept"
+                if (self.out / "current.pth").is_file() else "no checkpoint was written")
+        raise UserError(f"{self.recipe['dataset']} f={self.recipe['fold']}: training diverged in epoch {epoch} "
+                        f"(loss {loss}, learning rate {self.recipe['lr']}); {kept}. Rerun with a lower --lr "
+                        f"in another SAVEDIR")
+
     def run(self, checkpoint_every, progress):
         epochs = self.recipe["epochs"]
         for epoch in range(self.state["epoch"], epochs):
             num_active = self.schedule.active_classes(epoch) if self.schedule else None
             train_metrics = self.train_epoch(epoch, num_active, progress)
+            self.check_finite(epoch, train_metrics["train_loss"])
             self.finish_epoch(epoch, num_active, train_metrics, progress)
             self.state["epoch"] = epoch + 1
             if self.state["epoch"] % checkpoint_every == 0 or self.state["epoch"] == epochs:
@@ -418,12 +447,28 @@ class Job:
         }
 
 
+DONE_KEYS = ("dataset", "fold", "epochs", "best_val_top1", "test_top1", "wall_time_s", "train_images_per_s",
+             "recipe")
+
+
+def read_done(path):
+    """The result summary in a job's done.json; a damaged one is a UserError that says what to do."""
+    try:
+        done = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        done = None
+    if not isinstance(done, dict) or not all(key in done for key in DONE_KEYS):
+        raise UserError(f"{path} is damaged (not the summary of a finished job): delete it and rerun, "
+                        f"which finishes the job from its current.pth")
+    return done
+
+
 def _finished_result(out, recipe):
     """done.json of a finished job with this recipe and at least its epochs, else None."""
     done_path = out / "done.json"
     if not done_path.is_file():
         return None
-    done = json.loads(done_path.read_text())
+    done = read_done(done_path)
     _check_same_recipe(done["recipe"], recipe, out)
     if done["epochs"] < recipe["epochs"]:
         return None
@@ -450,7 +495,9 @@ def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, see
                             curriculum, curriculum_epochs, distill)
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every!r}")
-    out = job_dir(savedir, recipe["dataset"], fold)
+    out = check_output_dir(job_dir(savedir, recipe["dataset"], fold), "job folder")
+    for file in ("done.json", "current.pth", "best.pth", "metrics.csv"):
+        check_output_file(out / file)
     done = _finished_result(out, recipe) if continue_from_file is None else None
     if done is not None:
         return done
@@ -474,25 +521,26 @@ def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, see
 def add_job_arguments(parser):
     """The per-job options; every default is None so that callers can layer profiles."""
     add = parser.add_argument
-    add("--epochs", type=int, help="training epochs (default: the config's recipe)")
-    add("--batch_size", "--batch-size", type=int, help="images per batch, rounded down to a multiple of f")
-    add("--lr", type=float, help="learning rate (default: the config's)")
-    add("--seed", type=int, help="seed of initialization, shuffling and augmentation (default 0)")
+    add("--epochs", type=positive_int, help="training epochs (default: the config's recipe)")
+    add("--batch_size", "--batch-size", type=positive_int, help="images per batch, rounded down to a multiple of f")
+    add("--lr", type=positive_float, help="learning rate (default: the config's)")
+    add("--seed", type=nonnegative_int, help="seed of initialization, shuffling and augmentation (default 0)")
     add("--data-root", "--data_root", dest="data_root", help="folder holding the datasets (default data)")
-    add("--scale-data", "--scale_data", dest="scale_data", type=float,
+    add("--scale-data", "--scale_data", dest="scale_data", type=fraction,
         help="fraction of each class's training images to use, 0 < s <= 1 (default 1)")
-    add("--max_train_per_class", "--max-train-per-class", type=int,
+    add("--max_train_per_class", "--max-train-per-class", type=positive_int,
         help="cap on training images per class (default: no cap)")
     add("--curriculum", action=argparse.BooleanOptionalAction, default=None,
         help="curriculum learning on/off (default: on for folded game models)")
-    add("--curriculum_epochs", "--curriculum-epochs", type=int,
+    add("--curriculum_epochs", "--curriculum-epochs", type=positive_int,
         help="curriculum epochs per step E (default: the config's, 60)")
     add("--distill", action=argparse.BooleanOptionalAction, default=None,
         help="train folded students on the logits of the trained f=1 model (default: folded CIFAR-10)")
     add("--teacher", help="teacher model file (default SAVEDIR/<dataset>/fold1/best.pth, else model_files/<dataset>.pth)")
-    add("--checkpoint_every", "--checkpoint-every", type=int, help="epochs between current.pth checkpoints (default 1)")
+    add("--checkpoint_every", "--checkpoint-every", type=positive_int,
+        help="epochs between current.pth checkpoints (default 1)")
     add("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    add("--threads", type=int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU shared with other jobs)")
+    add("--threads", type=positive_int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU shared with other jobs)")
     add("--no-progress", dest="progress", action="store_false", default=None, help="no tqdm bars")
 
 
@@ -511,7 +559,7 @@ def job_options(args):
 def summary_rows(savedir):
     """One row per finished job under `savedir`, in registry order then fold; delta_vs_f1 is
     the test top-1 minus that of the same dataset's f = 1 job (empty without one)."""
-    done = [json.loads(p.read_text()) for p in Path(savedir).glob("*/fold*/done.json")]
+    done = [read_done(p) for p in Path(savedir).glob("*/fold*/done.json")]
     done.sort(key=lambda d: (models.name_rank(d["dataset"]), d["dataset"], d["fold"]))
     original = {d["dataset"]: d["test_top1"] for d in done if d["fold"] == 1}
     rows = []
@@ -546,7 +594,7 @@ def format_seconds(seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="dataset/model name or id (e.g. lol-gold1 or V1)")
-    parser.add_argument("fold", type=int, help="fold f: 1 is the original CNN")
+    parser.add_argument("fold", type=positive_int, help="fold f: 1 is the original CNN")
     parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
     parser.add_argument("--continue_from_file", "--continue-from-file",
                         help="continue from this current.pth instead of the job folder's own")

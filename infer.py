@@ -40,7 +40,9 @@ from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
 from util.device import device_name, resolve_device, set_threads
+from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
+from util.files import check_output_file
 from util.results import RESULTS_HEADER, resume_results
 
 # ----------------------------------------------------------------------------------------
@@ -278,7 +280,10 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
     device = backends.check_device(backend, device)
     num_warmup = DEFAULT_WARMUP[device.type] if num_warmup is None else num_warmup
     num_iteration = DEFAULT_ITERATIONS[device.type] if num_iteration is None else num_iteration
-    rows = resume_results(out)
+    # What makes the runs of one CSV comparable; a rerun with other settings needs a new file.
+    settings = {"backend": backend, "precision": precision, "device": "cpu" if device.type == "cpu" else f"{device.type}:{device.index or 0}",
+                "align": align, "channels_last": bool(channels_last)}
+    rows = resume_results(check_output_file(out, "results CSV"), settings)
     done = {run_key(r["Model"], r["Trial"], r["Batch Size"], r["Mode"], r["Fold"]): r for r in rows}
     print(",".join(RESULTS_HEADER), flush=True)
     groups = [(n, b) for n in names for b in batch_sizes]
@@ -328,7 +333,7 @@ def parse_args(argv=None):
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("name", nargs="?", help="model name or id (e.g. lol-gold1 or V1); "
                         f"with --layer one of {', '.join(LAYER_SPECS)}")
-    parser.add_argument("fold", nargs="?", type=int, default=1, help="f: images folded per input (default 1)")
+    parser.add_argument("fold", nargs="?", type=positive_int, default=1, help="f: images folded per input (default 1)")
     parser.add_argument("--list", nargs="*", metavar="FAMILY", default=None,
                         help=f"print model names (of the given families: {', '.join(FAMILY_ORDER)}) and exit")
     parser.add_argument("--layer", action="store_true", help="NAME is a single layer of models/layer_specs.py")
@@ -336,25 +341,25 @@ def parse_args(argv=None):
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
     parser.add_argument("--checkpoint", help="weights from training: a .pth with a 'model' state_dict, "
                         "or a bare state_dict (default: random weights)")
-    parser.add_argument("--batch_size", type=int, default=1024,
+    parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch; the model sees batch_size / fold inputs (default 1024)")
     parser.add_argument("--backend", choices=list(backends.BACKENDS),
                         help="default: cudagraph on a GPU, eager on a CPU")
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
-    parser.add_argument("--num_warmup", type=int,
+    parser.add_argument("--num_warmup", type=nonnegative_int,
                         help="untimed iterations (default {})".format(
                             ", ".join(f"{v} on {k}" for k, v in DEFAULT_WARMUP.items())))
     timed = parser.add_mutually_exclusive_group()
-    timed.add_argument("--num_iteration", type=int, help="timed iterations (default {})".format(
+    timed.add_argument("--num_iteration", type=positive_int, help="timed iterations (default {})".format(
         ", ".join(f"{v} on {k}" for k, v in DEFAULT_ITERATIONS.items())))
-    timed.add_argument("--seconds", type=float, help="time about this long instead (sized from the warm-up)")
-    parser.add_argument("--align", type=int, default=1,
+    timed.add_argument("--seconds", type=positive_float, help="time about this long instead (sized from the warm-up)")
+    parser.add_argument("--align", type=positive_int, default=1,
                         help="round folded widths up to a multiple of this (8 avoids tile quantization)")
     parser.add_argument("--channels_last", action="store_true",
                         help="channels-last tensors for eager/compile (cudagraph always uses them)")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input batch")
     parser.add_argument("--json", action="store_true", help="print one JSON record instead of text")
     return parser, parser.parse_args(argv)
 
@@ -397,21 +402,19 @@ def sweep_main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="CSV to append to (created with its header if missing)")
     parser.add_argument("--models", nargs="+", required=True, help="model names or ids")
-    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
-    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1024])
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--num_warmup", type=int, help="untimed iterations before each trial")
-    parser.add_argument("--num_iteration", type=int, help="timed iterations per trial")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
+    parser.add_argument("--batch_sizes", nargs="+", type=positive_int, default=[1024])
+    parser.add_argument("--trials", type=positive_int, default=10)
+    parser.add_argument("--num_warmup", type=nonnegative_int, help="untimed iterations before each trial")
+    parser.add_argument("--num_iteration", type=positive_int, help="timed iterations per trial")
     parser.add_argument("--backend", choices=list(backends.BACKENDS))
     parser.add_argument("--precision", choices=list(backends.DTYPES))
     parser.add_argument("--device")
     parser.add_argument("--no_efficientnet", action="store_true", help="skip the EfficientNet baselines")
     parser.add_argument("--channels_last", action="store_true", help="channels-last for eager/compile")
-    parser.add_argument("--align", type=int, default=1, help="round folded widths up to a multiple of this")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    parser.add_argument("--align", type=positive_int, default=1, help="round folded widths up to a multiple of this")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch")
     args = parser.parse_args(argv)
-    if args.trials < 1 or (args.num_iteration is not None and args.num_iteration < 1):
-        raise UserError("--trials and --num_iteration must be at least 1")
     if args.threads is not None:
         set_threads(args.threads)
     device = resolve_device(args.device)

@@ -7,7 +7,9 @@
 #
 # Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm` and one
 # row per run, and appends the rows to OUTFILE. Rows already in OUTFILE are kept and their
-# runs skipped, so rerunning an interrupted sweep finishes it. Edit the settings below, or
+# runs skipped, so rerunning an interrupted sweep finishes it. OUTFILE.settings.json keeps the
+# settings that make its rows comparable (backend, precision, device, align, channels-last): a
+# rerun with others stops with an error; give it a new file. Edit the settings below, or
 # override any of them from the environment. The work is done by `infer.py sweep`.
 set -euo pipefail
 if [ $# -ne 1 ]; then

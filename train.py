@@ -26,7 +26,9 @@ import datasets
 import models
 from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_options, resolve_recipe,
                           teacher_candidates, train_job, write_summary)
+from util.args import positive_int
 from util.errors import UserError, cli_main
+from util.files import check_output_dir
 
 # -----------------------------------------------------------------------------------------
 # Defaults. Edit here, or override any field on the command line.
@@ -73,17 +75,21 @@ def main(datasets_to_run, folds, argv=None):
     parser.add_argument("savedir", help="root folder of the sweep's jobs")
     parser.add_argument("--datasets", nargs="+", default=datasets_to_run,
                         help="dataset names or ids (default: datasets_to_run in train.py)")
-    parser.add_argument("--folds", nargs="+", type=int, default=folds, help="folds f (default: 1 2 3 4)")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=folds, help="folds f (default: 1 2 3 4)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                         help=f"recipe profile (default here: {DEFAULT_PROFILE}; paper with a GPU, quick without)")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
-    options = {"data_root": data_root, **PROFILES[args.profile], **job_options(args)}
-    for fold in args.folds:
-        models.folding.check_fold(fold)
+    overrides = job_options(args)
+    options = {"data_root": data_root, **PROFILES[args.profile], **overrides}
+    check_output_dir(args.savedir, "SAVEDIR")
     jobs = plan_jobs(args.datasets, args.folds, args.savedir, options)
-    print(f"profile {args.profile}: {', '.join(f'{k}={v}' for k, v in PROFILES[args.profile].items()) or 'config recipes'}; "
-          f"{len(jobs)} jobs")
+    # What the jobs run with: the profile's fields and the recipe options given on the command line.
+    shown = dict.fromkeys([*PROFILES[args.profile], *(k for k in overrides if k in RECIPE_OPTIONS)])
+    settings = ", ".join(f"{k}={options[k]}" for k in shown) or "config recipes"
+    given = [k for k in shown if k in overrides]
+    print(f"profile {args.profile}: {settings}" + (f" ({', '.join(given)} from the command line)" if given else "")
+          + f"; {len(jobs)} jobs")
 
     started = time.perf_counter()
     for i, (name, fold) in enumerate(jobs, 1):

@@ -20,7 +20,7 @@ import importlib.util
 import json
 import math
 import os
-import shutil
+import re
 import zlib
 from functools import lru_cache
 from multiprocessing import Pool
@@ -33,7 +33,9 @@ from tqdm import tqdm
 
 from datasets import SPLITS
 from models import load_config, model_names
+from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
+from util.files import check_output_dir, check_replaceable, claim_dir, remove_owned_dir
 
 OTHER = "other"
 SUPERSAMPLE = 3  # draw at 3x the output size, then INTER_AREA down: anti-aliased HUD text
@@ -329,29 +331,52 @@ def _params(cfg, scale, seed):
             "per_class": split_counts(cfg, scale)}
 
 
-def generate(name, out_root, scale=1.0, seed=0, workers=None):
+OWNER = "datasets.game_synth"
+
+
+def _owned_files(cfg):
+    """Whether a path relative to a dataset folder is one this generator (or the split cache
+    of image_folder.py) writes: a folder holding anything else is not replaced without --force."""
+    pattern = re.compile(r"(labels\.csv|examples\.png|\.complete|(%s)\.cache\.pt(\.tmp\d+)?|(%s)/(%s)/\d+\.png)" % (
+        "|".join(SPLITS), "|".join(SPLITS), "|".join(map(re.escape, cfg["classes"]))))
+    return lambda relative: pattern.fullmatch(relative) is not None
+
+
+def _read_marker(marker):
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):  # missing or damaged: the folder is not finished
+        return None
+
+
+def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False):
     """Write the synthetic dataset `name` to <out_root>/<name> and return that folder.
 
     A finished folder holds a `.complete` marker with the parameters; a call with the same
     parameters returns at once, anything else regenerates into a fresh folder (built under
     <name>.partial and swapped in at the end, so an interrupted run never looks finished).
+    Only folders this generator wrote are replaced (see util/files.py); `force` replaces
+    any folder in the way.
     """
     cfg = load_config(name)
     if cfg["family"] != "game":
         raise UserError(f"{cfg['name']} is not a game-scraping task; synthetic data exists for "
                         f"{', '.join(game_task_names())}")
-    if not scale > 0:
-        raise UserError(f"--scale must be positive, got {scale}")
+    if not (0 < scale < math.inf):
+        raise UserError(f"--scale must be a positive number, got {scale}")
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     out_root = Path(out_root)
     final = out_root / cfg["name"]
     params = _params(cfg, scale, seed)
-    marker = final / ".complete"
-    if marker.is_file() and json.loads(marker.read_text()) == params:
+    if _read_marker(final / ".complete") == params:
         return final
+    check_output_dir(out_root)
+    owned = _owned_files(cfg)
+    check_replaceable(final, OWNER, owned, force)
     partial = out_root / f"{cfg['name']}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_owned_dir(partial, OWNER, owned, force)
+    claim_dir(partial, OWNER)
     counts = split_counts(cfg, scale)
     items = []
     for split in SPLITS:
@@ -372,8 +397,7 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None):
         writer.writerows(rows)
     write_examples(partial, cfg, seed)
     (partial / ".complete").write_text(json.dumps(params, indent=1) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
+    remove_owned_dir(final, OWNER, owned, force)
     os.replace(partial, final)
     return final
 
@@ -416,15 +440,17 @@ def main(argv=None):
         prog="python -m datasets.game_synth",
         description="Generate a synthetic game-scraping dataset (V1-V6) as an image folder.")
     parser.add_argument("name", help="task name or id (e.g. lol-gold1 or V1), or 'all'")
-    parser.add_argument("--scale", type=float, default=1.0,
+    parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="multiply the per-class image counts of the config (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="data", help="output root (default data/)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT/<name> even if this generator did not write it (deletes its files)")
     args = parser.parse_args(argv)
     names = game_task_names() if args.name == "all" else [args.name]
     for name in names:
-        folder = generate(name, args.out, args.scale, args.seed, args.workers)
+        folder = generate(name, args.out, args.scale, args.seed, args.workers, args.force)
         print(f"{folder}: {sum(1 for _ in folder.glob('*/*/*.png'))} images, examples in {folder / 'examples.png'}")
 
 

@@ -3,7 +3,8 @@
 A split is `<dataset>/<split>/<class>/<image>`: the layout of the original game tarball, of
 `python -m datasets.game_synth` and of `python -m scripts.noscope_split`. The first load decodes every
 image and packs the split into `<dataset>/<split>.cache.pt`; later loads read that file. The
-cache remembers the folder's file list, sizes and mtimes and is re-packed when they change.
+cache remembers the folder's file list, sizes and mtimes and is re-packed when they change or
+when it is damaged.
 """
 import hashlib
 import os
@@ -76,14 +77,29 @@ def load_image_folder(split_dir, classes, height, width):
     files = _list_images(split_dir, classes)
     fingerprint = _fingerprint(files)
     cache = split_dir.parent / f"{split_dir.name}.cache.pt"
-    if cache.is_file():
-        packed = torch.load(cache, weights_only=True)
-        if packed.get("fingerprint") == fingerprint:
-            return packed["images"], packed["labels"]
+    packed = _read_cache(cache)
+    if packed is not None and packed["fingerprint"] == fingerprint:
+        return packed["images"], packed["labels"]
     images = torch.from_numpy(_decode_all(files, height, width)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([index for _, index in files], dtype=torch.int64)
     try:
         atomic_torch_save({"fingerprint": fingerprint, "images": images, "labels": labels}, cache)
-    except OSError as err:  # a read-only dataset still loads, just without a cache
-        print(f"note: cannot write the cache {cache} ({err.strerror}); decoding every time", file=sys.stderr)
+    except UserError as err:  # a read-only dataset still loads, just without a cache
+        print(f"note: {err}; decoding the images every time", file=sys.stderr)
     return images, labels
+
+
+def _read_cache(cache):
+    """The packed split in `cache`, or None if there is none. A damaged cache (truncated, or not
+    ours) is derived data: say so and return None, so that the split is decoded and re-packed."""
+    if not cache.is_file():
+        return None
+    try:
+        packed = torch.load(cache, weights_only=True)
+        if isinstance(packed, dict) and {"fingerprint", "images", "labels"} <= packed.keys():
+            return packed
+        problem = "not a split cache"
+    except Exception as err:  # torch raises many types for a damaged file
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    print(f"note: the cache {cache} is damaged ({problem}); rebuilding it", file=sys.stderr)
+    return None

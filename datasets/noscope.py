@@ -9,6 +9,7 @@ a frame is 1 when any label row for it names the task's object (`data.object`).
 import csv
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from datasets import SPLITS
 from models import load_config
 from util.errors import UserError
-from util.files import atomic_write_bytes
+from util.files import atomic_write_bytes, check_output_dir, check_replaceable, claim_dir, remove_owned_dir
 
 FRAME_SIZE = 50
 
@@ -38,7 +39,7 @@ def save_video_frames(video, out_dir, start=0, end=None, size=FRAME_SIZE):
         raise UserError(f"{video}: OpenCV cannot open this video (is it a video file?)")
     if start < 0 or (end is not None and end <= start):
         raise UserError(f"empty frame range --start {start} --end {end}")
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # may be approximate: only for the progress bar
     stop = end if end is not None else float("inf")
@@ -47,7 +48,7 @@ def save_video_frames(video, out_dir, start=0, end=None, size=FRAME_SIZE):
     with tqdm(total=total, desc="frames", unit="frame") as bar:
         while index < stop:
             path = out_dir / f"{index}.png"
-            if index < start or path.exists():  # grab() skips the decode of unneeded frames
+            if index < start or path.is_file():  # grab() skips the decode of unneeded frames
                 if not cap.grab():
                     break
                 bar.update(index >= start)
@@ -99,10 +100,27 @@ def chunk(frames, chunks, number):
     return frames[(number - 1) * n // chunks: number * n // chunks]
 
 
-def split_frames(name, out_dir, labels_csv, frames_dir, link=False):
+SPLIT_OWNER = "datasets.noscope"
+# What a split folder holds: our files and the split caches of image_folder.py.
+_SPLIT_FILES = re.compile(r"\.complete|(%s)\.cache\.pt(\.tmp\d+)?|(%s)/[01]/\d+\.png" % ("|".join(SPLITS), "|".join(SPLITS)))
+
+
+def _split_owns(relative):
+    return _SPLIT_FILES.fullmatch(relative) is not None
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # missing or damaged: not finished
+        return None
+
+
+def split_frames(name, out_dir, labels_csv, frames_dir, link=False, force=False):
     """Write the train/val/test image folders of NoScope task `name`; return per-split stats
     {split: (frames, positives)}. Built under <out_dir>.partial and swapped in when done; a
-    `.complete` marker with the same inputs makes a rerun a no-op."""
+    `.complete` marker with the same inputs makes a rerun a no-op. Only a split folder this
+    function wrote is replaced (util/files.py); `force` replaces any folder in the way."""
     cfg = load_config(name)
     if cfg["family"] != "noscope":
         raise UserError(f"{cfg['name']} is not a NoScope task")
@@ -119,13 +137,14 @@ def split_frames(name, out_dir, labels_csv, frames_dir, link=False):
               "frames": str(Path(frames_dir).resolve()), "frames_mtime": frames_stat.st_mtime_ns,
               "first": frames[0], "last": frames[-1], "count": len(frames), "chunks": chunks,
               "split": cfg["data"]["split"], "object": cfg["data"]["object"]}
-    marker = out_dir / ".complete"
-    if marker.is_file() and json.loads(marker.read_text())["params"] == params:
-        return {s: tuple(v) for s, v in json.loads(marker.read_text())["stats"].items()}
-    if out_dir.exists() and any(out_dir.iterdir()) and not marker.is_file():
-        raise UserError(f"{out_dir} exists and is not a noscope_split output; remove it or pick another folder")
+    marker = _read_json(out_dir / ".complete")
+    if isinstance(marker, dict) and marker.get("params") == params and "stats" in marker:
+        return {s: tuple(v) for s, v in marker["stats"].items()}
+    check_output_dir(out_dir.parent)
+    check_replaceable(out_dir, SPLIT_OWNER, _split_owns, force)
     partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_owned_dir(partial, SPLIT_OWNER, _split_owns, force)
+    claim_dir(partial, SPLIT_OWNER)
     place = os.link if link else shutil.copyfile
     stats, jobs = {}, []
     for split in SPLITS:
@@ -141,8 +160,7 @@ def split_frames(name, out_dir, labels_csv, frames_dir, link=False):
         hint = " (--link needs the output on the same filesystem as the frames)" if link else ""
         raise UserError(f"cannot write {partial}: {err.strerror}{hint}") from None
     (partial / ".complete").write_text(json.dumps({"params": params, "stats": stats}, indent=1) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    remove_owned_dir(out_dir, SPLIT_OWNER, _split_owns, force)
     os.replace(partial, out_dir)
     return stats
 

@@ -19,7 +19,7 @@ import csv
 import hashlib
 import json
 import os
-import shutil
+import re
 import zlib
 from pathlib import Path
 
@@ -28,7 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from models import load_config, model_names
+from util.args import nonnegative_int, positive_int
 from util.errors import UserError, cli_main
+from util.files import atomic_path, atomic_write_json, check_output_dir, check_replaceable, claim_dir, remove_owned_dir
 
 from .noscope import format_stats, save_video_frames, split_frames
 
@@ -200,17 +202,43 @@ def _noscope_config(name):
 
 def _frame_count(cfg, frames):
     chunks = cfg["data"]["chunks"]
-    frames = frames or FRAMES_PER_CHUNK * chunks
+    frames = FRAMES_PER_CHUNK * chunks if frames is None else frames
     if frames < chunks:
         raise UserError(f"--frames must be at least {chunks} (one per chunk of {cfg['name']}), got {frames}")
     return frames
 
 
-def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=30, seed=0):
-    """Write the synthetic video of NoScope task `name` and its label CSV (atomically).
-    `frames` defaults to FRAMES_PER_CHUNK per chunk of the task's split."""
+OWNER = "datasets.noscope_synth"
+
+
+def _frame_files(relative):
+    return re.fullmatch(r"\d+\.png", relative) is not None
+
+
+def _read_marker(path):
+    """The parameters in a marker this generator wrote, else None (missing, damaged, foreign)."""
+    try:
+        marker = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and "generator" in marker else None
+
+
+def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=30, seed=0, force=False):
+    """Write the synthetic video of NoScope task `name` and its label CSV (atomically), and next
+    to the video a marker (<video>.json) with the parameters. `frames` defaults to
+    FRAMES_PER_CHUNK per chunk of the task's split. A video or CSV in the way that no marker
+    claims is the user's: a UserError, unless `force`."""
     cfg = _noscope_config(name)
     frames = _frame_count(cfg, frames)
+    video_path, labels_path = Path(video_path), Path(labels_path)
+    marker = video_path.with_suffix(".json")
+    if not force and _read_marker(marker) is None:
+        for path in (video_path, labels_path, marker):
+            if path.exists():
+                raise UserError(f"{path} exists and was not written by {OWNER}: move it away, choose another "
+                                f"--out, or pass --force to replace it")
+    params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "generator": GENERATOR_ID}
     target = cfg["data"]["object"]
     if target not in KINDS:
         raise UserError(f"{cfg['name']}: no synthetic drawing for object {target!r}; known: {', '.join(KINDS)}")
@@ -221,13 +249,28 @@ def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=
     # Arrivals are spread more evenly than a Poisson process so that every chunk of the video
     # gets a similar share of positives.
     arrival = {k: rng.uniform(0, gaps[k]) for k in KINDS}
-    video_path, labels_path = Path(video_path), Path(labels_path)
     video_path.parent.mkdir(parents=True, exist_ok=True)
     labels_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_video = video_path.with_name(f".{video_path.stem}.tmp{video_path.suffix}")
-    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
+    atomic_write_json(marker, {**params, "finished": False})  # ours, but not these parameters yet
+    tmp_video = video_path.with_name(f".{video_path.stem}.tmp{os.getpid()}{video_path.suffix}")
+    try:
+        rows = _render_video(tmp_video, rng, street, gaps, arrival, cfg, frames, fps, width, height)
+        with atomic_path(labels_path) as tmp_labels, open(tmp_labels, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["frame", "object_name", "confidence", "xmin", "ymin", "xmax", "ymax"])
+            out.writerows(rows)
+        os.replace(tmp_video, video_path)
+    finally:
+        tmp_video.unlink(missing_ok=True)
+    atomic_write_json(marker, params)
+    return video_path, labels_path
+
+
+def _render_video(path, rng, street, gaps, arrival, cfg, frames, fps, width, height):
+    """Draw the street video into `path`; returns its label rows."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
     if not writer.isOpened():
-        raise UserError(f"OpenCV cannot write {FOURCC} video to {tmp_video}")
+        raise UserError(f"OpenCV cannot write {FOURCC} video to {path}")
     rows, movers = [], []
     for frame in tqdm(range(frames), desc=f"{cfg['name']} video", unit="frame"):
         for kind in KINDS:
@@ -248,33 +291,27 @@ def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=
         img += rng.normal(0, 2, img.shape).astype(np.float32)  # sensor noise
         writer.write(np.clip(img, 0, 255).astype(np.uint8)[..., ::-1].copy())
     writer.release()
-    tmp_labels = labels_path.with_name(f".{labels_path.name}.tmp")
-    with open(tmp_labels, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["frame", "object_name", "confidence", "xmin", "ymin", "xmax", "ymax"])
-        out.writerows(rows)
-    os.replace(tmp_video, video_path)
-    os.replace(tmp_labels, labels_path)
-    return video_path, labels_path
+    return rows
 
 
-def build(name, out_root="data", frames=None, size=(320, 240), fps=30, seed=0):
+def build(name, out_root="data", frames=None, size=(320, 240), fps=30, seed=0, force=False):
     """Synthetic video -> 50x50 frames -> train/val/test split in <out_root>/<name>; returns
-    that folder and the split stats. Each step is skipped when its output is already there."""
+    that folder and the split stats. Each step is skipped when its output is already there;
+    only files this generator wrote are replaced, unless `force`."""
     cfg = _noscope_config(name)
     frames = _frame_count(cfg, frames)
     raw = Path(out_root) / "noscope-synth"
     video, labels, frames_dir = raw / f"{cfg['name']}{VIDEO_SUFFIX}", raw / f"{cfg['name']}.csv", raw / f"{cfg['name']}-frames"
     params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "generator": GENERATOR_ID}
-    marker = raw / f"{cfg['name']}.json"
-    if not (marker.is_file() and json.loads(marker.read_text()) == params and video.is_file() and labels.is_file()):
-        shutil.rmtree(frames_dir, ignore_errors=True)  # frames of an older video
-        marker.unlink(missing_ok=True)
-        synthesize(cfg["name"], video, labels, frames, size, fps, seed)
-        marker.write_text(json.dumps(params) + "\n")
+    if not (_read_marker(video.with_suffix(".json")) == params and video.is_file() and labels.is_file()):
+        check_replaceable(frames_dir, OWNER, _frame_files, force)
+        synthesize(cfg["name"], video, labels, frames, size, fps, seed, force)
+        remove_owned_dir(frames_dir, OWNER, _frame_files, force)  # frames of an older video
+    if not frames_dir.exists():
+        claim_dir(frames_dir, OWNER)
     save_video_frames(video, frames_dir)
     out = Path(out_root) / cfg["name"]
-    return out, split_frames(cfg["name"], out, labels, frames_dir, link=True)
+    return out, split_frames(cfg["name"], out, labels, frames_dir, link=True, force=force)
 
 
 def _size(text):
@@ -294,23 +331,26 @@ def main(argv=None):
         prog="python -m datasets.noscope_synth",
         description="Synthesize a NoScope-style street video and its label CSV (optionally build the split).")
     parser.add_argument("name", help=f"NoScope task ({', '.join(tasks)}, or its id), or 'all'")
-    parser.add_argument("--frames", type=int, default=None,
+    parser.add_argument("--frames", type=positive_int, default=None,
                         help=f"video length in frames (default {FRAMES_PER_CHUNK} per chunk of the task's split)")
     parser.add_argument("--size", type=_size, default=(320, 240), help="video size WxH (default 320x240)")
-    parser.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--fps", type=positive_int, default=30, help="frames per second (default 30)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="data", help="output folder (default data/)")
     parser.add_argument("--build", action="store_true",
                         help="also dump frames and split them: image folders in OUT/<name>/")
+    parser.add_argument("--force", action="store_true",
+                        help="replace files and folders in the way even if this generator did not write them")
     args = parser.parse_args(argv)
     names = tasks if args.name == "all" else [load_config(args.name)["name"]]
+    check_output_dir(args.out)
     for name in names:
         if args.build:
-            folder, stats = build(name, args.out, args.frames, args.size, args.fps, args.seed)
+            folder, stats = build(name, args.out, args.frames, args.size, args.fps, args.seed, args.force)
             print(f"{folder}:\n{format_stats(stats)}")
         else:
             video, labels = synthesize(name, Path(args.out) / f"{name}{VIDEO_SUFFIX}", Path(args.out) / f"{name}.csv",
-                                       args.frames, args.size, args.fps, args.seed)
+                                       args.frames, args.size, args.fps, args.seed, args.force)
             print(f"wrote {video} and {labels}")
 
 

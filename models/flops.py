@@ -19,7 +19,7 @@ from models.folding import FOLDS
 from models.registry import CONFIG_DIR
 from util.arith_intensity import model_intensity
 from util.errors import UserError, cli_main
-from util.files import atomic_write_json
+from util.files import atomic_write_json, check_output_file
 
 MODEL_MAP_PATH = CONFIG_DIR / "model_map.json"
 
@@ -82,6 +82,7 @@ def main(argv=None):
                                                  "and write config/model_map.json.")
     parser.add_argument("--out", default=str(MODEL_MAP_PATH), help="where to write (default: %(default)s)")
     args = parser.parse_args(argv)
+    check_output_file(args.out, "FLOP table")  # before minutes of counting
     table = compute_model_map(progress=lambda name, e: print(
         f"{name:12s} " + "  ".join(f"{k}={v:,}" for k, v in e.items()), flush=True))
     atomic_write_json(args.out, table)

@@ -22,8 +22,10 @@ def main(argv=None):
     parser.add_argument("--indir", required=True, help="frames written by scripts/noscope_video_save.py")
     parser.add_argument("--print_stats", action="store_true", help="print the positive fraction of each split")
     parser.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUTDIR even if it is not a split this tool wrote (deletes its files)")
     args = parser.parse_args(argv)
-    stats = split_frames(args.name, args.outdir, args.infile, args.indir, link=args.link)
+    stats = split_frames(args.name, args.outdir, args.infile, args.indir, link=args.link, force=args.force)
     if args.print_stats:
         print(format_stats(stats))
     print(f"{args.outdir}: {sum(n for n, _ in stats.values())} frames split")

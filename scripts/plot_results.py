@@ -12,13 +12,13 @@ batch size, one panel per model and one line per f.
 import argparse
 import statistics
 from collections import defaultdict
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 import models
 from util.arith_intensity import model_intensity
 from util.errors import UserError, cli_main
+from util.files import check_output_dir, check_output_file
 from util.results import read_results
 
 plt.switch_backend("Agg")  # files only, no display needed
@@ -124,8 +124,10 @@ def figure8(results, out):
 
 def plot(results_csv, outdir):
     """Write the figures into `outdir`; returns their paths."""
+    outdir = check_output_dir(outdir, "plot folder")
+    for name in ("figure7.png", "figure8.png"):
+        check_output_file(outdir / name, "figure")
     results = load_norms(results_csv)
-    outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = [outdir / "figure7.png"]
     figure7(results, written[0])

@@ -23,14 +23,14 @@ from models.flops import folded_model_intensity
 from util.cascade import describe, max_latency_ratio
 from util.device import cpu_name
 from util.errors import cli_main
-from util.files import atomic_write_text
-from util.results import read_csv, read_results
+from util.files import atomic_write_text, check_output_file
+from util.results import read_results, read_summary
 
 
 def load_report_data(summary_csv, results_csv):
     """{"accuracy": {(name, f): test top-1 %}, "throughput": {(name, mode, f): [img/s per trial]},
     "speedup": {(name, mode, f): [TputNorm per trial]}} at the largest batch size measured."""
-    summary = read_csv(summary_csv, ["dataset", "fold", "test_top1"])
+    summary = read_summary(summary_csv)
     results = read_results(results_csv)
     # summary.csv holds fractions; the report speaks in percent, as the paper does
     accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): 100 * float(r["test_top1"])
@@ -187,6 +187,7 @@ def main(argv=None):
     parser.add_argument("--profile", help="training profile used, for the record")
     parser.add_argument("--plots", nargs="*", default=[], help="PNG files to link (relative to the report)")
     args = parser.parse_args(argv)
+    check_output_file(args.out, "report")
     print(f"wrote {build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots)}")
 
 

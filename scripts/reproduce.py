@@ -23,7 +23,9 @@ import torch
 
 import datasets
 import models
+from util.args import positive_float, positive_int
 from util.errors import UserError, cli_main
+from util.files import check_output_dir
 
 DEFAULT_DATASETS = ["lol-gold1", "apex-count", "sot-coin", "sot-time", "night"]
 # Inference settings per device: a GPU gets the paper's protocol, a CPU a short one.
@@ -65,16 +67,18 @@ def make_data(names, scale, data_root):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="default: %(default)s")
-    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS), help="default: 1 2 3 4")
-    parser.add_argument("--scale", default="0.05", help="size of generated game data (default %(default)s)")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS), help="default: 1 2 3 4")
+    parser.add_argument("--scale", type=positive_float, default=0.05,
+                        help="size of generated game data (default %(default)s)")
     parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
     parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
     parser.add_argument("--out", default="results", help="report folder (default %(default)s)")
     args = parser.parse_args(argv)
     names = [models.load_config(n)["name"] for n in args.datasets]
     folds = sorted(set(args.folds) | {1})  # speedups and accuracy changes are relative to f = 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Checked, not created: a run that fails before training leaves no empty folder behind.
+    out = check_output_dir(args.out, "results folder")
+    check_output_dir(args.data_root, "data folder")
 
     make_data(names, args.scale, args.data_root)
 

@@ -12,16 +12,32 @@ accuracy raises the cascade's throughput as long as
 import argparse
 
 from scripts.report import load_report_data, tradeoff_rows
+from util.args import finite_float, positive_float
 from util.cascade import describe, max_latency_ratio
 from util.errors import UserError, cli_main
+
+
+def accuracy_drop(text):
+    """The accuracy lost as a fraction: `0.0021`, or in percent `0.21%`. A bare number above 1
+    is almost surely percentage points, which would make the bound 100 times too small."""
+    percent = text.strip().endswith("%")
+    value = finite_float(text.strip().rstrip("%"))
+    if percent:
+        value /= 100
+    elif value > 1:
+        raise argparse.ArgumentTypeError(f"{text} looks like percentage points: give {text}% or the fraction "
+                                         f"{value / 100:g}")
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"an accuracy change lies between -100% and 100%, got {text}")
+    return value
 
 
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("speedup", type=float, nargs="?", help="throughput of the FoldedCNN over the original, x")
-    parser.add_argument("accuracy_drop", type=float, nargs="?",
-                        help="accuracy lost as a fraction, a (0.0021 = 0.21 points)")
+    parser.add_argument("speedup", type=positive_float, nargs="?", help="throughput of the FoldedCNN over the original, x")
+    parser.add_argument("accuracy_drop", type=accuracy_drop, nargs="?",
+                        help="accuracy lost, as a fraction (0.0021) or in percent (0.21%%)")
     parser.add_argument("--summary", help="train.py's summary.csv: print the bound for every trained (dataset, f)")
     parser.add_argument("--results", help="run_inference.sh's CSV with the speedups (needed with --summary)")
     args = parser.parse_args(argv)
