@@ -132,7 +132,7 @@ def test_split_errors_are_one_line(video, frames, tmp_path, capsys):
     (tmp_path / "taken" / "mine.txt").write_text("keep me")
     cases = [
         (["night", str(tmp_path / "o2"), "--infile", str(bad_csv), "--indir", str(frames)], "missing column"),
-        (["night", str(tmp_path / "taken"), "--infile", str(video[1]), "--indir", str(frames)], "not a noscope_split output"),
+        (["night", str(tmp_path / "taken"), "--infile", str(video[1]), "--indir", str(frames)], "was not written by datasets.noscope"),
         (["cifar10", str(tmp_path / "o3"), "--infile", str(video[1]), "--indir", str(frames)], "invalid choice"),
     ]
     for args, message in cases:

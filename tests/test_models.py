@@ -183,6 +183,13 @@ def test_bad_names_and_folds_are_clear_errors():
     (lambda c: c.update(family="rnn"), "field 'family' must be one of"),
     (lambda c: c["arch"].pop("units"), "missing field 'arch.units'"),
     (lambda c: c.update(classes=["b", "a"]), "sorted"),
+    (lambda c: c["input"].update(height=-5), "field 'input.height' must be at least 1, got -5"),
+    (lambda c: c["arch"].update(conv_width=0), "field 'arch.conv_width' must be at least 1, got 0"),
+    (lambda c: c["train"].update(lr=-0.1), "field 'train.lr' must be a positive number, got -0.1"),
+    (lambda c: c["train"].update(lr=float("nan")), "field 'train.lr' must be a positive number, got nan"),
+    (lambda c: c["train"].update(epochs=0), "field 'train.epochs' must be at least 1"),
+    (lambda c: c["train"].update(weight_decay=-1), "field 'train.weight_decay' must be at least 0"),
+    (lambda c: c["data"]["per_class"].update(train=0), "field 'data.per_class.train' must be at least 1"),
 ])
 def test_broken_config_names_file_and_field(tmp_path, repo, edit, message):
     cfg = json.loads((repo / "config" / "lol-gold1.json").read_text())
