@@ -594,7 +594,7 @@ def format_seconds(seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="dataset/model name or id (e.g. lol-gold1 or V1)")
-    parser.add_argument("fold", type=positive_int, help="fold f: 1 is the original CNN")
+    parser.add_argument("fold", type=int, help="fold f: 1 is the original CNN")
     parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
     parser.add_argument("--continue_from_file", "--continue-from-file",
                         help="continue from this current.pth instead of the job folder's own")
