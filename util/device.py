@@ -1,4 +1,5 @@
 """Where torch runs: the device, its CPU threads, and the names of the hardware for records."""
+import contextlib
 import platform
 from pathlib import Path
 
@@ -17,7 +18,34 @@ def resolve_device(device=None):
         raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device} requested but PyTorch sees no CUDA GPU here; use --device cpu")
+    if device.type == "cuda":
+        check_cuda_index(device, torch.cuda.device_count())
     return device
+
+
+def check_cuda_index(device, count):
+    """`device` if this machine's `count` GPUs include it, else a UserError naming them."""
+    if device.index is not None and device.index >= count:
+        gpus = "1 CUDA GPU (cuda:0)" if count == 1 else f"{count} CUDA GPUs (cuda:0 to cuda:{count - 1})"
+        raise UserError(f"device {device} requested but this machine has {gpus}; "
+                        f"pick one of them with --device, or set CUDA_VISIBLE_DEVICES")
+    return device
+
+
+@contextlib.contextmanager
+def on_device(device, stream=None):
+    """Run the block with `device` as the current device and, on a GPU, on a dedicated CUDA
+    stream (`stream`, or a new one), which it yields (None on a CPU). CUDA events, cuDNN and
+    cuBLAS handles, CUDA-graph capture and TensorRT all use the current device, and work on
+    the legacy default stream synchronises with every other stream, so timed GPU work runs
+    in here."""
+    if device.type != "cuda":
+        yield None
+        return
+    with torch.cuda.device(device):
+        stream = stream or torch.cuda.Stream(device)
+        with torch.cuda.stream(stream):
+            yield stream
 
 
 def set_threads(threads):
