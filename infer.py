@@ -39,7 +39,7 @@ from models.registry import FAMILY_ORDER
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
-from util.device import device_name, resolve_device, set_threads
+from util.device import device_name, on_device, resolve_device, set_threads
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file
@@ -78,22 +78,27 @@ def mode_of(fold, efficientnet=False):
     return "EfficientNet" if efficientnet else ("Original" if fold == 1 else "Folded")
 
 
-def build_workload(name, fold=1, batch_size=1024, align=1, efficientnet=False, layer=False, checkpoint=None):
-    """The model (or `layer` spec) `name` folded `fold` times, to be run on `batch_size` images."""
+def build_workload(name, fold=1, batch_size=1024, align=1, efficientnet=False, layer=False, checkpoint=None,
+                   seed=0):
+    """The model (or `layer` spec) `name` folded `fold` times, to be run on `batch_size` images,
+    with weights drawn from `seed` (a TensorRT engine built for them is found again by the
+    next run) or loaded from `checkpoint`."""
     fold = models.folding.check_fold(fold)
     if batch_size < 1 or batch_size % fold:
         raise UserError(f"batch size {batch_size} cannot be folded with f={fold}: "
                         f"use a batch size that is a multiple of {fold}")
     if efficientnet and (fold != 1 or layer):
         raise UserError("--efficientnet is the unfolded baseline of a game model: use fold 1 and no --layer")
-    if layer:
-        if checkpoint:
-            raise UserError("--checkpoint applies to models, not to --layer benchmarks")
-        model, shape = build_layer(name, fold, align), layer_input_shape(name, fold, align)
-    elif efficientnet:
-        model, shape = models.build_compound_scaled(name), models.compound_scaled_input_shape(name)
-    else:
-        model, shape = models.build_model(name, fold, align=align), models.input_shape(name, fold)
+    if layer and checkpoint:
+        raise UserError("--checkpoint applies to models, not to --layer benchmarks")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if layer:
+            model, shape = build_layer(name, fold, align), layer_input_shape(name, fold, align)
+        elif efficientnet:
+            model, shape = models.build_compound_scaled(name), models.compound_scaled_input_shape(name)
+        else:
+            model, shape = models.build_model(name, fold, align=align), models.input_shape(name, fold)
     if checkpoint:
         load_weights(model, checkpoint, mismatch="does not fit this model (wrong model, fold or --align?)")
     if layer or align != 1:  # not in the FLOP table: count the conv and linear FLOPs
@@ -170,23 +175,32 @@ class Prepared:
         self.workload, self.backend, self.precision = workload, backend, precision
         self.device = backends.check_device(backend, device)
         module = backends.BACKENDS[backend]
-        self.channels_last = module.CHANNELS_LAST if channels_last is None else channels_last
+        self.channels_last = backends.channels_last(backend, channels_last)
         self.precision_context = ieee_fp32 if precision == "fp32" else contextlib.nullcontext
+        self.stream = None
         inputs = random_inputs(workload, seed)
-        with torch.inference_mode(), ieee_fp32():
-            reference = copy.deepcopy(workload.model).to(self.device)(inputs.to(self.device)).cpu()
-        with torch.inference_mode(), self.precision_context():
-            self.run = module.prepare(copy.deepcopy(workload.model), inputs, precision, self.device,
-                                      self.channels_last)
-            self.error = relative_error(self.run(), reference)
+        with self.on_device(), torch.inference_mode():
+            with ieee_fp32():
+                reference = copy.deepcopy(workload.model).to(self.device)(inputs.to(self.device)).cpu()
+            with self.precision_context():
+                self.run = module.prepare(copy.deepcopy(workload.model), inputs, precision, self.device,
+                                          bool(self.channels_last))
+                self.error = relative_error(self.run(), reference)
         if not self.error <= TOLERANCE[precision]:  # also catches NaN
             raise UserError(f"{backend} ({precision}) output of {workload.name} f={workload.fold} differs "
                             f"from float32 eager PyTorch: relative error {self.error:.2e} exceeds the "
                             f"{TOLERANCE[precision]:g} tolerance of {precision}")
 
+    @contextlib.contextmanager
+    def on_device(self):
+        """The workload's device current and, on a GPU, its own CUDA stream, for all its work."""
+        with on_device(self.device, self.stream) as stream:
+            self.stream = stream
+            yield
+
     def time(self, iterations, desc=None):
         """Per-iteration seconds of `iterations` calls."""
-        with torch.inference_mode(), self.precision_context():
+        with self.on_device(), torch.inference_mode(), self.precision_context():
             return time_iterations(self.run, self.device, iterations, desc)
 
     def warm_up(self, iterations):
@@ -340,7 +354,7 @@ def parse_args(argv=None):
     parser.add_argument("--efficientnet", action="store_true",
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
     parser.add_argument("--checkpoint", help="weights from training: a .pth with a 'model' state_dict, "
-                        "or a bare state_dict (default: random weights)")
+                        "or a bare state_dict (default: random weights drawn from --seed)")
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch; the model sees batch_size / fold inputs (default 1024)")
     parser.add_argument("--backend", choices=list(backends.BACKENDS),
@@ -357,9 +371,9 @@ def parse_args(argv=None):
     parser.add_argument("--align", type=positive_int, default=1,
                         help="round folded widths up to a multiple of this (8 avoids tile quantization)")
     parser.add_argument("--channels_last", action="store_true",
-                        help="channels-last tensors for eager/compile (cudagraph always uses them)")
+                        help="channels-last tensors for eager/compile (cudagraph always uses them; TensorRT picks its own)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input batch")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random weights and input batch")
     parser.add_argument("--json", action="store_true", help="print one JSON record instead of text")
     return parser, parser.parse_args(argv)
 
@@ -379,7 +393,7 @@ def main(argv=None):
     precision = args.precision or backends.default_precision(device)
     backends.check_device(backend, device)
     workload = build_workload(args.name, args.fold, args.batch_size, args.align, args.efficientnet,
-                              args.layer, args.checkpoint)
+                              args.layer, args.checkpoint, args.seed)
     record = benchmark(workload, backend, precision, device, args.channels_last or None,
                        args.num_warmup, args.num_iteration, args.seconds, args.seed)
     if args.json:

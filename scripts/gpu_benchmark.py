@@ -12,6 +12,10 @@ in fp16). A model's traffic and FLOPs per image follow the paper's eq. 3 account
 (util.arith_intensity: each conv/linear layer reads its input and weights and writes its
 output once); its FLOPs come from config/model_map.json. Results: OUT/<backend>.csv
 (run_inference.sh's format, resumable) and OUT/table.md, also printed.
+
+Time: the compile backend's default mode, max-autotune, searches Triton kernels for every
+model and fold, minutes each on a GPU (an hour or more for the default models);
+`--compile_mode default` compiles in seconds with Inductor's standard kernels.
 """
 import argparse
 import contextlib
@@ -25,7 +29,8 @@ from infer import (BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, image
                    time_iterations)
 from util import backends
 from util.arith_intensity import model_intensity
-from util.device import device_name
+from util.backends import torch_compile
+from util.device import device_name, on_device
 from util.errors import cli_main
 
 # Appendix H: N4 at f=2 has 90-channel convs (tile quantization); rerun with widths aligned.
@@ -33,7 +38,8 @@ ALIGNED_RUNS = [("N4", 2, 8)]  # (model, fold, align)
 
 
 def measure_peaks(device, precision, copy_mib=1024, matmul_n=8192, reps=20):
-    """(bytes/s of a device-to-device copy, FLOP/s of an n x n matmul in `precision`)."""
+    """(bytes/s of a device-to-device copy, FLOP/s of an n x n matmul in `precision`);
+    call under util.device.on_device."""
     src = torch.empty(copy_mib << 20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
@@ -129,7 +135,11 @@ def main(argv=None):
     parser.add_argument("--num_iteration", type=int, default=2000)
     parser.add_argument("--copy_mib", type=int, default=1024, help="size of the bandwidth probe's copy")
     parser.add_argument("--matmul_n", type=int, default=8192, help="size of the FLOP/s probe's matmul")
+    parser.add_argument("--compile_mode", choices=list(torch_compile.GPU_MODES), default=torch_compile.MODE,
+                        help="Inductor mode of the compile backend (default max-autotune: minutes per model "
+                             "on a GPU; default: seconds)")
     args = parser.parse_args(argv)
+    torch_compile.MODE = args.compile_mode
     device = backends.check_device(args.backends[0], args.device)
     if args.models:
         names = [models.load_config(n)["name"] for n in args.models]
@@ -137,7 +147,8 @@ def main(argv=None):
         names = [n for n in models.model_names() if models.load_config(n)["family"] in ("game", "noscope")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    peak_bandwidth, peak_flops = measure_peaks(device, args.precision, args.copy_mib, args.matmul_n)
+    with on_device(device):
+        peak_bandwidth, peak_flops = measure_peaks(device, args.precision, args.copy_mib, args.matmul_n)
     rows = []
     for backend in args.backends:
         done = sweep(out / f"{backend}.csv", names, args.folds, [args.batch_size], args.trials, backend,

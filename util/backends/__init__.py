@@ -5,7 +5,8 @@ and `NEEDS_CUDA`. `prepare` takes a float32 model and a batch of (folded) inputs
 CPU, does its one-time work (compilation, graph capture, engine build), and returns a
 function of no arguments that runs the model on those inputs and returns the outputs
 on `device`. Calling `run` is what gets timed, so it does nothing but inference; both
-`prepare` and `run` are called under torch.inference_mode() (the caller's job).
+`prepare` and `run` are called under torch.inference_mode() and util.device.on_device (the
+device current, a dedicated CUDA stream): the caller's job.
 """
 import torch
 
@@ -25,6 +26,13 @@ def default_backend(device):
 def default_precision(device):
     """Half precision on a GPU, as the paper measured; float32 on a CPU, where it is fastest."""
     return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def channels_last(backend, requested=None):
+    """The layout a record states for `backend`: its default, or `requested`; None where the
+    engine picks its own layouts (CHANNELS_LAST = None) and no flag changes them."""
+    default = BACKENDS[backend].CHANNELS_LAST
+    return default if default is None or requested is None else requested
 
 
 def check_device(backend, device):

@@ -6,9 +6,11 @@ build it with the builder's precision flag (BuilderFlag.FP16 or BF16), as the or
 system did; TensorRT 11 removed those flags, so there the network is strongly typed and
 runs in the graph's own dtype. fp32 disables TF32 so that it means IEEE float32.
 
-Engines are cached in engines/ (gitignored): the file name says what the engine is, and
-its hash covers the ONNX bytes (architecture, fold, batch, align and weights), the
-precision, the TensorRT version and the GPU, so a stale engine is never reused.
+Engines are cached in engines/ (gitignored). The file name says what the engine is, and its
+digest covers what it computes (the architecture, every weight, the input's shape and dtype)
+and what it was built with (precision, PyTorch's exporter, TensorRT, the GPU). Benchmarks
+draw their weights from a seed, so a rerun finds the engine it built before, and a
+checkpoint or another machine gets an engine of its own.
 """
 import functools
 import hashlib
@@ -24,12 +26,15 @@ from util.onnx_export import export_onnx
 from .common import place
 
 NEEDS_CUDA = True
-CHANNELS_LAST = False  # TensorRT takes NCHW buffers and picks its own internal layouts
+CHANNELS_LAST = None  # TensorRT takes NCHW buffers and picks its own internal layouts
 ENGINE_DIR = Path(__file__).resolve().parent.parent.parent / "engines"
 WORKSPACE_BYTES = 4 << 30
 INSTALL_HINT = ("the tensorrt backend needs the `tensorrt` Python package, which is not installed: "
                 "run inside the NGC container of dockerfiles/FoldDockerfile "
                 "(docker build -t fold -f dockerfiles/FoldDockerfile .), or pip install tensorrt")
+# TensorRT's tensor types by name (not every version has every one) and torch's equivalents.
+TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
+                "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool, "UINT8": torch.uint8}
 
 
 def import_tensorrt():
@@ -83,20 +88,32 @@ def build_engine(trt, onnx_bytes, precision):
     return serialized
 
 
-def cached_engine(trt, onnx_bytes, precision, label, device):
-    """Engine bytes from engines/, building and caching them on a miss."""
-    gpu = torch.cuda.get_device_name(device)
-    digest = hashlib.sha256(onnx_bytes + f"|{precision}|{trt.__version__}|{gpu}".encode()).hexdigest()[:16]
-    path = ENGINE_DIR / f"{label}-{precision}-trt{trt.__version__}-{digest}.engine"
-    if not path.is_file():
-        blob = bytes(build_engine(trt, onnx_bytes, precision))
-        ENGINE_DIR.mkdir(exist_ok=True)
-        atomic_write_bytes(path, blob)
-    return path.read_bytes()
+def engine_path(model, inputs, precision, trt_version, gpu):
+    """Where the engine of float32 `model` on `inputs` (CPU tensors) built for `precision`
+    with TensorRT `trt_version` on GPU `gpu` is cached (see the module's docstring)."""
+    digest = hashlib.sha256(repr(model).encode())
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"|{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(f"|{tuple(inputs.shape)}|{inputs.dtype}|{precision}|torch{torch.__version__}"
+                  f"|trt{trt_version}|{gpu}".encode())
+    label = f"{type(model).__name__}-{'x'.join(map(str, inputs.shape))}".lower()
+    return ENGINE_DIR / f"{label}-{precision}-trt{trt_version}-{digest.hexdigest()[:16]}.engine"
+
+
+def torch_dtype(trt, dtype):
+    """The torch dtype of a TensorRT tensor type."""
+    for name, torch_type in TORCH_DTYPES.items():
+        if getattr(trt.DataType, name, None) == dtype:
+            return torch_type
+    raise UserError(f"the TensorRT engine has a tensor of type {dtype}, which PyTorch cannot hold")
 
 
 class EngineRunner:
-    """A deserialized engine bound to fixed input and output buffers; calling it runs once."""
+    """A deserialized engine bound to fixed input and output buffers; calling it runs once on
+    the stream that was current when it was made (a dedicated one: util.device.on_device),
+    so that TensorRT does not synchronise with the legacy default stream on every call."""
 
     def __init__(self, trt, engine_bytes, x):
         self.runtime = trt.Runtime(_logger(trt))  # must outlive the engine
@@ -104,25 +121,37 @@ class EngineRunner:
         if self.engine is None:
             raise UserError("TensorRT could not load the cached engine; delete engines/ and rerun")
         self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.current_stream(x.device)
+        if self.stream.cuda_stream == torch.cuda.default_stream(x.device).cuda_stream:
+            raise RuntimeError("run TensorRT on a dedicated CUDA stream (util.device.on_device)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        (output_name,) = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        modes = {n: self.engine.get_tensor_mode(n) for n in names}
+        (input_name,) = [n for n in names if modes[n] == trt.TensorIOMode.INPUT]
+        (output_name,) = [n for n in names if modes[n] == trt.TensorIOMode.OUTPUT]
+        input_dtype = torch_dtype(trt, self.engine.get_tensor_dtype(input_name))
+        if input_dtype != x.dtype or tuple(self.engine.get_tensor_shape(input_name)) != tuple(x.shape):
+            raise RuntimeError(f"the engine expects {input_dtype} {tuple(self.engine.get_tensor_shape(input_name))}, "
+                               f"not {x.dtype} {tuple(x.shape)}")
         self.x = x
         self.output = torch.empty(tuple(self.engine.get_tensor_shape(output_name)), device=x.device,
-                                  dtype=x.dtype)
-        self.context.set_tensor_address("input", x.data_ptr())
-        self.context.set_tensor_address(output_name, self.output.data_ptr())
+                                  dtype=torch_dtype(trt, self.engine.get_tensor_dtype(output_name)))
+        for name, tensor in ((input_name, self.x), (output_name, self.output)):
+            if not self.context.set_tensor_address(name, tensor.data_ptr()):
+                raise RuntimeError(f"TensorRT refused the buffer of tensor {name!r}")
 
     def __call__(self):
-        # Enqueue on PyTorch's current stream, so CUDA events and synchronization see it.
-        if not self.context.execute_async_v3(torch.cuda.current_stream(self.x.device).cuda_stream):
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         return self.output
 
 
 def prepare(model, inputs, precision, device, channels_last=False):
     trt = import_tensorrt()
+    path = engine_path(model, inputs, precision, trt.__version__, torch.cuda.get_device_name(device))
     model, x = place(model, inputs, precision, device, channels_last=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_bytes = export_onnx(model, x, Path(tmp) / "model.onnx").read_bytes()
-    label = f"{type(model).__name__}-{'x'.join(map(str, x.shape))}".lower()
-    return EngineRunner(trt, cached_engine(trt, onnx_bytes, precision, label, x.device), x)
+    if not path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_bytes = export_onnx(model, x, Path(tmp) / "model.onnx").read_bytes()
+        ENGINE_DIR.mkdir(exist_ok=True)
+        atomic_write_bytes(path, bytes(build_engine(trt, onnx_bytes, precision)))
+    return EngineRunner(trt, path.read_bytes(), x)
