@@ -18,7 +18,13 @@ Every file is replaced atomically (util/files.py), so a job killed at any moment
 SIGKILL, resumes from its last checkpoint; rerunning the same command continues an
 unfinished job and skips a finished one. On CPU the resumed run ends bitwise equal to an
 uninterrupted one (shuffling and augmentation draw from explicit torch.Generator objects
-whose states are checkpointed).
+whose states are checkpointed). On a GPU it continues the same shuffling and augmentation,
+but cuDNN's backward is not bitwise reproducible, so the weights differ in the last bits.
+
+On a GPU the update is fused Adam (one kernel), and `--cuda_graph` replays the whole step
+(forward, loss, backward, update) from a CUDA graph: these models are small enough that
+launching their kernels one by one, not the GPU, bounds the step otherwise
+(scripts/bench_training.py measures both).
 """
 import argparse
 import csv
@@ -38,7 +44,8 @@ import models
 from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
 from util.checkpoint import load_weights, read_checkpoint
-from util.device import resolve_device, set_threads
+from util.cuda_graphs import GraphedStep
+from util.device import on_device, resolve_device, set_threads
 from util.args import fraction, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file
@@ -184,6 +191,7 @@ def evaluate(model, split, fold, num_active=None, desc="eval", progress=False):
     """(top-1, top-5) of `model` on `split` grouped by `evaluation_order`; nan if empty."""
     model.eval()
     order, count = evaluation_order(split.labels_cpu, fold, num_active)
+    order = order.to(split.images.device)  # one copy, not one per chunk
     if count == 0:
         return float("nan"), float("nan")
     chunk = EVAL_BATCH_IMAGES // fold * fold
@@ -264,10 +272,41 @@ def _resume_checkpoint(out, recipe, continue_from_file=None):
     return checkpoint
 
 
-def _make_optimizer(recipe, params):
+def make_optimizer(recipe, params, fused=False, capturable=False):
+    """The recipe's optimizer; `fused`: Adam's single-kernel update (CUDA; RMSprop has none),
+    `capturable`: safe to capture in a CUDA graph."""
     if recipe["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    return torch.optim.RMSprop(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+        return torch.optim.Adam(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"],
+                                fused=fused or None, capturable=capturable)
+    return torch.optim.RMSprop(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"], capturable=capturable)
+
+
+def load_optimizer_state(optimizer, state_dict):
+    """Load a checkpointed optimizer state, keeping this run's implementation (fused,
+    capturable), which may differ from the checkpoint's (another device, --cuda_graph)."""
+    keys = [k for k in ("fused", "capturable", "foreach") if k in optimizer.defaults]
+    optimizer.load_state_dict(state_dict)
+    for group in optimizer.param_groups:
+        group.update({k: optimizer.defaults[k] for k in keys})
+        step_on_device = group.get("fused") or group.get("capturable")
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:  # a device tensor for fused/capturable updates, else a CPU one
+                state["step"] = state["step"].to(param.device if step_on_device else "cpu", torch.float32)
+
+
+def make_train_step(model, optimizer, fold, loss_fn):
+    """step(x, y) -> (loss, logits): the folded forward of a batch of images, the loss
+    `loss_fn(x, y, logits)` on the unfolded logits, backward and the optimizer's update."""
+    def step(x, y):
+        logits = models.unfold_outputs(model(models.fold_inputs(x, fold)), fold)
+        loss = loss_fn(x, y, logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss, logits
+
+    return step
 
 
 def _make_scheduler(recipe, optimizer):
@@ -284,7 +323,7 @@ class Job:
     """One job in training: its data, model, optimizer and progress (`state`, which the
     checkpoint holds with the model, optimizer, scheduler and RNG states)."""
 
-    def __init__(self, recipe, out, savedir, teacher, data_root, device, session_start):
+    def __init__(self, recipe, out, savedir, teacher, data_root, device, session_start, cuda_graph=False):
         name, fold, seed = recipe["dataset"], recipe["fold"], recipe["seed"]
         self.recipe, self.out, self.device = recipe, out, device
         self.best_file = best_path(savedir, name, fold)
@@ -299,8 +338,12 @@ class Job:
         np.random.seed(seed)
         random.seed(seed)
         self.model = models.build_model(name, fold).to(device)
-        self.optimizer = _make_optimizer(recipe, self.model.parameters())
+        self.optimizer = make_optimizer(recipe, self.model.parameters(), fused=device.type == "cuda",
+                                        capturable=cuda_graph)
         self.scheduler = _make_scheduler(recipe, self.optimizer)
+        self.step = make_train_step(self.model, self.optimizer, fold, self.loss)
+        if cuda_graph:
+            self.step = GraphedStep(self.step, self.optimizer, recipe["batch_size"], device)
         self.generators = {"shuffle": torch.Generator().manual_seed(seed),
                            "augment": torch.Generator(device=device).manual_seed(seed + 1)}
         self.augment = AUGMENTATIONS[recipe["augment"]]
@@ -311,7 +354,7 @@ class Job:
 
     def restore(self, checkpoint):
         self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        load_optimizer_state(self.optimizer, checkpoint["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         _restore_rng_states(checkpoint["rng"], self.generators)
@@ -346,7 +389,7 @@ class Job:
         """One pass over the (active-class) training images; the epoch's train metrics."""
         fold, device = self.recipe["fold"], self.device
         batches = training_batches(self.train.labels_cpu, self.recipe["batch_size"], fold,
-                                   self.generators["shuffle"], num_active)
+                                   self.generators["shuffle"], num_active, device)
         lr_now = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         started = time.perf_counter()
@@ -357,11 +400,7 @@ class Job:
         bar = tqdm(batches, desc=f"Epoch {epoch}. train", leave=False, disable=not progress)
         for step, positions in enumerate(bar):
             x, y = self.train.batch(positions, self.augment, self.generators["augment"])
-            logits = models.unfold_outputs(self.model(models.fold_inputs(x, fold)), fold)
-            loss = self.loss(x, y, logits)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            loss, logits = self.step(x, y)
             with torch.no_grad():
                 top1, top5 = topk_hits(logits, y)
                 loss_sum += loss.detach() * len(y)
@@ -373,6 +412,8 @@ class Job:
                                     f"Top-5={hits5.item() / seen:.4f}, Loss={loss_sum.item() / seen:.4f}")
         if self.scheduler is not None:
             self.scheduler.step()
+        if device.type == "cuda":  # the clock stops when the GPU has finished the epoch's work
+            torch.cuda.synchronize(device)
         self.state["train_time_s"] += time.perf_counter() - started
         self.state["train_images"] += seen
         return {"lr": lr_now, "train_loss": loss_sum.item() / seen, "train_top1": hits1.item() / seen,
@@ -479,7 +520,7 @@ def _finished_result(out, recipe):
 def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, seed=0,
               max_train_per_class=None, scale_data=1.0, curriculum=None, curriculum_epochs=None,
               distill=None, teacher=None, continue_from_file=None, checkpoint_every=1,
-              data_root="data", device=None, threads=None, progress=True):
+              data_root="data", device=None, threads=None, progress=True, cuda_graph=False):
     """Train `name` folded `fold` times in `<savedir>/<name>/fold<fold>/` and return the
     result summary (also written to done.json). A finished job is skipped; an unfinished one
     continues from its current.pth (or from `continue_from_file`).
@@ -488,13 +529,16 @@ def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, see
     step; `teacher` is the f = 1 model file to distill from (default:
     `<savedir>/<name>/fold1/best.pth`, else `model_files/<name>.pth`). `threads` sets
     torch's CPU threads (a resumed run is bitwise equal to an uninterrupted one when both
-    use the same count).
+    use the same count). `cuda_graph` replays each full batch's step from a CUDA graph.
     """
     session_start = time.perf_counter()
     recipe = resolve_recipe(name, fold, epochs, batch_size, lr, seed, max_train_per_class, scale_data,
                             curriculum, curriculum_epochs, distill)
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every!r}")
+    device = resolve_device(device)
+    if cuda_graph and device.type != "cuda":
+        raise UserError(f"--cuda_graph needs a CUDA GPU, and the device is {device}; drop --cuda_graph")
     out = check_output_dir(job_dir(savedir, recipe["dataset"], fold), "job folder")
     for file in ("done.json", "current.pth", "best.pth", "metrics.csv"):
         check_output_file(out / file)
@@ -502,14 +546,14 @@ def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, see
     if done is not None:
         return done
     checkpoint = _resume_checkpoint(out, recipe, continue_from_file)
-    device = resolve_device(device)
     if threads is not None:
         set_threads(threads)
-    job = Job(recipe, out, savedir, teacher, data_root, device, session_start)
-    if checkpoint is not None:
-        job.restore(checkpoint)
-    job.roll_back_files()
-    job.run(checkpoint_every, progress)
+    with on_device(device):  # the job's GPU current, and a stream of its own
+        job = Job(recipe, out, savedir, teacher, data_root, device, session_start, cuda_graph)
+        if checkpoint is not None:
+            job.restore(checkpoint)
+        job.roll_back_files()
+        job.run(checkpoint_every, progress)
     result = job.result()
     atomic_write_json(out / "done.json", result)
     return result
@@ -541,11 +585,14 @@ def add_job_arguments(parser):
         help="epochs between current.pth checkpoints (default 1)")
     add("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     add("--threads", type=positive_int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU shared with other jobs)")
+    add("--cuda_graph", "--cuda-graph", action="store_true", default=None,
+        help="GPU: replay each training step from a CUDA graph (removes the launch overhead of small models)")
     add("--no-progress", dest="progress", action="store_false", default=None, help="no tqdm bars")
 
 
 JOB_OPTIONS = ("epochs", "batch_size", "lr", "seed", "data_root", "scale_data", "max_train_per_class",
-               "curriculum", "curriculum_epochs", "distill", "teacher", "checkpoint_every", "device", "threads", "progress")
+               "curriculum", "curriculum_epochs", "distill", "teacher", "checkpoint_every", "device", "threads", "progress",
+               "cuda_graph")
 
 
 def job_options(args):

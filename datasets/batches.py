@@ -98,17 +98,18 @@ def load_job_data(name, data_root, device, max_per_class=None, fraction=1.0, see
     return splits
 
 
-def training_batches(labels, batch_size, fold, generator, num_active=None):
+def training_batches(labels, batch_size, fold, generator, num_active=None, device="cpu"):
     """One epoch of training batches (positions into `labels`): the images of the first
     `num_active` classes (all if None) in a fresh random order, cut into batches of
-    `batch_size` (a multiple of f). The < f images left at the end sit this epoch out."""
+    `batch_size` (a multiple of f). The < f images left at the end sit this epoch out.
+    The order is drawn on the CPU (`generator`) and moved to `device` in one copy."""
     pool = torch.arange(len(labels)) if num_active is None else active_indices(labels, num_active)
     order = pool[torch.randperm(len(pool), generator=generator)]
     order = order[: len(order) // fold * fold]
     if len(order) == 0:
         raise UserError(f"fewer than {fold} training images of the active classes: "
                         f"f={fold} needs at least one full group; generate more data")
-    return list(order.split(batch_size))
+    return list(order.to(device).split(batch_size))
 
 
 def evaluation_order(labels, fold, num_active=None, seed=EVAL_GROUPING_SEED):
