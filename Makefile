@@ -1,12 +1,21 @@
 # make test       create .venv if needed, install requirements.txt, run the test suite
 # make reproduce  the paper end to end at laptop scale, report in results/ (see README)
+# make gpu-check  every CUDA path end to end, on a machine with a GPU (scripts/gpu_check.py)
+#
+# SYSTEM_PYTHON=1, which the NGC image of dockerfiles/FoldDockerfile sets, runs the image's
+# own Python instead of a venv: its torch and TensorRT builds are what the GPU paths need,
+# and a venv would hide them. The image installs the rest of requirements.txt when built.
 
 PYTHON ?= python3
 VENV   ?= .venv
-PY     := $(VENV)/bin/python
 
-.PHONY: test venv
+.PHONY: test venv gpu-check
 
+ifeq ($(SYSTEM_PYTHON),1)
+PY := $(PYTHON)
+venv: ;
+else
+PY := $(VENV)/bin/python
 venv: $(VENV)/.installed
 
 # The stamp is newer than requirements.txt once everything in it is installed.
@@ -14,9 +23,13 @@ $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $@
+endif
 
 test: venv
 	$(PY) -m pytest -q tests
+
+gpu-check: venv
+	$(PY) -m scripts.gpu_check
 
 # Sizes of `make reproduce`; override on the command line, e.g. `make reproduce SCALE=0.2`.
 SCALE     ?= 0.05
