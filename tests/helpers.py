@@ -4,7 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parent.parent
+CUDA_REASON = "needs a CUDA GPU (make gpu-check runs these tests on one)"
+
+
+def needs_cuda(test):
+    """A CUDA-only test: skipped without a GPU, selected by `pytest -m cuda` (make gpu-check)."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_REASON)(test))
 
 
 def run_cli(*args, cwd=REPO, timeout=600, env=None):

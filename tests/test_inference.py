@@ -17,18 +17,17 @@ from models.flops import flops_per_input
 from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from scripts.gpu_benchmark import main as gpu_benchmark_main
 from scripts.plot_results import plot
-from tests.helpers import REPO, assert_clean_error, run_cli
+from tests.helpers import REPO, assert_clean_error, needs_cuda, run_cli
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
 from util.errors import UserError
 from util.results import RESULTS_HEADER as HEADER
 
-CUDA_REASON = "needs a CUDA GPU"
-
 
 def test_infer_prints_images_per_second_last():
-    proc = run_cli("infer.py", "night", 2, "--batch_size", 8, "--num_warmup", 1, "--num_iteration", 2)
+    proc = run_cli("infer.py", "night", 2, "--batch_size", 8, "--num_warmup", 1, "--num_iteration", 2,
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert re.fullmatch(r"\d+\.\d images/s", lines[-1]), lines[-1]
@@ -36,7 +35,8 @@ def test_infer_prints_images_per_second_last():
 
 
 def test_infer_json_record_is_consistent():
-    proc = run_cli("infer.py", "V1", 4, "--batch_size", 16, "--num_warmup", 0, "--num_iteration", 3, "--json")
+    proc = run_cli("infer.py", "V1", 4, "--batch_size", 16, "--num_warmup", 0, "--num_iteration", 3, "--json",
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {k: record[k] for k in ("model", "fold", "mode", "backend", "precision", "batch", "inputs_per_batch",
@@ -69,7 +69,7 @@ def test_compile_backend_matches_eager_on_cpu():
         assert prepared.run().shape == (4, 4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_REASON)
+@needs_cuda
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_cudagraph_backend_matches_eager(precision):
     prepared = Prepared(build_workload("lol-gold1", 4, batch_size=64), "cudagraph", precision, "cuda")
@@ -96,7 +96,8 @@ def test_table1_layer_spec_has_the_papers_intensity():
 
 
 def test_layer_cli_runs_folded_group_convolution():
-    proc = run_cli("infer.py", "--layer", "G32", 4, "--batch_size", 8, "--num_iteration", 1, "--json")
+    proc = run_cli("infer.py", "--layer", "G32", 4, "--batch_size", 8, "--num_iteration", 1, "--json",
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["model"] == "G32" and record["inputs_per_batch"] == 2
@@ -149,7 +150,8 @@ def test_unknown_backend_is_argparse_error():
 
 
 def run_sweep(out, **settings):
-    env = {**os.environ, "PYTHON": sys.executable, "NUM_WARMUP": "1", "NUM_ITERATION": "2", **settings}
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "NUM_WARMUP": "1", "NUM_ITERATION": "2",
+           **settings}
     proc = subprocess.run(["bash", "run_inference.sh", str(out)], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr

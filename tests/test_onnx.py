@@ -9,6 +9,7 @@ import torch
 
 import models
 from infer import Prepared, build_workload
+from tests.helpers import needs_cuda
 from util.errors import UserError
 from util.onnx_export import export_onnx
 
@@ -40,7 +41,7 @@ def test_export_is_deterministic_and_atomic(tmp_path):
     model = models.build_model("night", 2)
     inputs = torch.randn(3, *models.input_shape("night", 2))
     first = export_onnx(model, inputs, tmp_path / "a.onnx").read_bytes()
-    assert export_onnx(model, inputs, tmp_path / "b.onnx").read_bytes() == first  # engine cache key
+    assert export_onnx(model, inputs, tmp_path / "b.onnx").read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx"]
 
 
@@ -52,19 +53,21 @@ def test_missing_tensorrt_names_the_container():
         trt_engine.import_tensorrt()
 
 
+@needs_cuda
 def test_tensorrt_engine_matches_pytorch_and_is_cached(tmp_path, monkeypatch):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (it comes with the NGC container)")
-    if not torch.cuda.is_available():
-        pytest.skip("the TensorRT backend needs a CUDA GPU")
     from util.backends import trt_engine
 
     monkeypatch.setattr(trt_engine, "ENGINE_DIR", tmp_path)
-    workload = build_workload("night", 2, batch_size=64)
-    first = Prepared(workload, "tensorrt", "fp16", "cuda")  # raises if fp16 output is off
+    first = Prepared(build_workload("night", 2, batch_size=64), "tensorrt", "fp16", "cuda")  # checks fp16 output
     engines = list(tmp_path.glob("*.engine"))
     assert len(engines) == 1 and first.error <= 2e-2
+    assert first.run().dtype == torch.float16 and first.channels_last is None  # TensorRT picks its layouts
     built_at = engines[0].stat().st_mtime_ns
-    Prepared(workload, "tensorrt", "fp16", "cuda")
-    assert [p.stat().st_mtime_ns for p in tmp_path.glob("*.engine")] == [built_at]  # reused, not rebuilt
-    Prepared(workload, "tensorrt", "fp32", "cuda")
+    # The next run builds the workload afresh, with the same seeded weights: the engine is reused.
+    again = Prepared(build_workload("night", 2, batch_size=64), "tensorrt", "fp16", "cuda")
+    assert [p.stat().st_mtime_ns for p in tmp_path.glob("*.engine")] == [built_at]
+    assert len(again.time(5)) == 5
+    fp32 = Prepared(build_workload("night", 2, batch_size=64), "tensorrt", "fp32", "cuda")
+    assert fp32.run().dtype == torch.float32 and fp32.error <= 1e-4
     assert len(list(tmp_path.glob("*.engine"))) == 2  # another precision is another engine

@@ -21,9 +21,11 @@ from fold_trainer import evaluate, read_metrics, train_job
 NAME = "apex-count"  # V2: 22 classes (chance 4.5%); at scale 0.1, 100/10/10 images per class
 # f = 1 learns in a few epochs at batch 32, lr 1e-3; f = 2 sits on a plateau for about 8
 # epochs and learns at batch 16, lr 5e-4 (lr 1e-3 can stall it); see train.py's quick profile.
-F1 = dict(epochs=6, batch_size=32, lr=1e-3, progress=False)
-F2 = dict(epochs=16, batch_size=16, lr=5e-4, curriculum=False, progress=False)
-TINY = dict(max_train_per_class=20, batch_size=16, lr=1e-3, curriculum_epochs=1, progress=False)
+# On the CPU, where a resumed run is bitwise equal to an uninterrupted one (tests/test_gpu.py
+# has the GPU's counterparts).
+F1 = dict(epochs=6, batch_size=32, lr=1e-3, progress=False, device="cpu")
+F2 = dict(epochs=16, batch_size=16, lr=5e-4, curriculum=False, progress=False, device="cpu")
+TINY = dict(max_train_per_class=20, batch_size=16, lr=1e-3, curriculum_epochs=1, progress=False, device="cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,7 +149,8 @@ def test_curriculum_run_trains_and_scores_the_scheduled_classes(data_root, tmp_p
 def fold_trainer_args(data_root, savedir, epochs):
     return ["fold_trainer.py", NAME, "2", savedir, "--data-root", data_root, "--epochs", epochs,
             "--max_train_per_class", TINY["max_train_per_class"], "--batch_size", TINY["batch_size"],
-            "--lr", TINY["lr"], "--curriculum_epochs", TINY["curriculum_epochs"], "--threads", "1", "--no-progress"]
+            "--lr", TINY["lr"], "--curriculum_epochs", TINY["curriculum_epochs"], "--device", "cpu", "--threads", "1",
+            "--no-progress"]
 
 
 def assert_same_run(dir_a, dir_b):
@@ -256,7 +259,8 @@ def test_missing_data_names_the_command_that_makes_it(tmp_path):
 
 def test_train_py_runs_a_sweep_skips_finished_jobs_and_writes_the_summary(data_root, tmp_path):
     args = ["train.py", tmp_path, "--datasets", "V2", "--folds", "2", "1", "--epochs", "1",
-            "--max_train_per_class", "10", "--data-root", data_root, "--threads", "1", "--no-progress"]
+            "--max_train_per_class", "10", "--data-root", data_root, "--device", "cpu", "--threads", "1",
+            "--no-progress"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout.index("apex-count f=1") < first.stdout.index("apex-count f=2")
