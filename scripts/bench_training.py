@@ -28,9 +28,10 @@ import models
 from datasets import dataset_dir, game_synth
 from datasets.batches import load_job_data, training_batches
 from fold_trainer import make_optimizer, make_train_step, resolve_recipe
+from util.args import positive_int
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
-from util.errors import UserError, cli_main
+from util.errors import cli_main
 
 WARMUP_STEPS = 10  # more than GraphedStep's eager warm-up, so its capture is not timed
 
@@ -106,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--data-root", "--data_root", dest="data_root",
                         help="folder holding the dataset (default: generate a small one in a temp dir)")
     parser.add_argument("--folds", nargs="+", type=int, default=[1, 4])
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per variant (default 100)")
+    parser.add_argument("--steps", type=positive_int, default=100, help="timed steps per variant (default 100)")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=32, help="images per step (default 32)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (default 2)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -115,8 +116,6 @@ def main(argv=None):
     device = resolve_device(args.device)
     if args.threads is not None:
         set_threads(args.threads)
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
     for fold in args.folds:
         models.folding.check_fold(fold)
     name = models.load_config(args.name)["name"]
