@@ -23,6 +23,7 @@ import torch
 
 from util.device import resolve_device
 from util.errors import UserError, cli_main
+from util.files import check_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     if device.type != "cuda":
         raise UserError(f"the GPU check needs a CUDA GPU, not {device}")
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"checking the CUDA paths on {torch.cuda.get_device_name(device)}; outputs in {out}", flush=True)
     results = []
