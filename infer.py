@@ -9,7 +9,8 @@ throughput sweep of the paper (section 5) behind run_inference.sh.
     python infer.py sweep results.csv --models lol-gold1 night --folds 1 2 3 4 --trials 10
 
 The last line printed is the throughput (or, with --json, the JSON record). Backends:
-tensorrt and cudagraph need a CUDA GPU; compile and eager run anywhere (util/backends/).
+tensorrt and cudagraph need a CUDA GPU; onnxruntime, compile and eager run anywhere
+(util/backends/). The default is the fastest here: cudagraph on a GPU, onnxruntime on a CPU.
 
 A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
 as in the paper. Throughput = images / second over the timed iterations, timed with CUDA
@@ -252,7 +253,8 @@ def benchmark(workload, backend, precision, device, channels_last=None, num_warm
 # ----------------------------------------------------------------------------------------
 # The sweep (run_inference.sh): models x batch sizes x trials x (Original, Folded f,
 # EfficientNet baseline of game models), one CSV row per timed run.
-SWEEP_DOC = """The throughput sweep behind run_inference.sh: one CSV row per timed run.
+SWEEP_DOC = """The throughput sweep behind run_inference.sh: one CSV row per timed run, in the
+paper's nine columns followed by the backend that ran it.
 
 Rows go to stdout and are appended to the CSV as they are measured (one flushed write per
 row). Rows already in the CSV are kept and their runs skipped, so an interrupted sweep
@@ -321,7 +323,7 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
                     tput_norm = throughput / float(original["Throughput"]) if original else 1.0
                     flop_norm = flops / float(original["FLOPs/sec"]) if original else 1.0
                     values = [name, trial, batch, mode, fold, f"{throughput:.6g}", f"{flops:.6g}",
-                              f"{tput_norm:.4f}", f"{flop_norm:.4f}"]
+                              f"{tput_norm:.4f}", f"{flop_norm:.4f}", backend]
                     line = format_row(values)
                     sink.write(line)
                     sink.flush()
@@ -358,7 +360,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch; the model sees batch_size / fold inputs (default 1024)")
     parser.add_argument("--backend", choices=list(backends.BACKENDS),
-                        help="default: cudagraph on a GPU, eager on a CPU")
+                        help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
     parser.add_argument("--num_warmup", type=nonnegative_int,
@@ -372,7 +374,8 @@ def parse_args(argv=None):
                         help="round folded widths up to a multiple of this (8 avoids tile quantization)")
     parser.add_argument("--channels_last", action="store_true",
                         help="channels-last tensors for eager/compile (cudagraph always uses them; TensorRT picks its own)")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for PyTorch and onnxruntime (default: PyTorch's choice)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random weights and input batch")
     parser.add_argument("--json", action="store_true", help="print one JSON record instead of text")
     return parser, parser.parse_args(argv)
@@ -427,7 +430,7 @@ def sweep_main(argv=None):
     parser.add_argument("--no_efficientnet", action="store_true", help="skip the EfficientNet baselines")
     parser.add_argument("--channels_last", action="store_true", help="channels-last for eager/compile")
     parser.add_argument("--align", type=positive_int, default=1, help="round folded widths up to a multiple of this")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime")
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_threads(args.threads)

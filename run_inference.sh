@@ -5,7 +5,7 @@
 #   ./run_inference.sh results.csv 2> stderr.txt
 #   MODELS="lol-gold1 night" TRIALS=3 NUM_ITERATION=100 ./run_inference.sh results.csv
 #
-# Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm` and one
+# Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend` and one
 # row per run, and appends the rows to OUTFILE. Rows already in OUTFILE are kept and their
 # runs skipped, so rerunning an interrupted sweep finishes it. OUTFILE.settings.json keeps the
 # settings that make its rows comparable (backend, precision, device, align, channels-last): a
@@ -26,14 +26,15 @@ FOLDS="${FOLDS:-1 2 3 4}"          # f=1 is the Original, always measured (the n
 BATCH_SIZES="${BATCH_SIZES:-1024}"
 TRIALS="${TRIALS:-10}"
 EFFICIENTNET="${EFFICIENTNET:-1}"  # 1: also the compound-scaled baseline of game models
-BACKEND="${BACKEND:-}"             # tensorrt | cudagraph | compile | eager (empty: cudagraph on a GPU, else eager)
+BACKEND="${BACKEND:-}"             # tensorrt | cudagraph | onnxruntime | compile | eager
+                                   # (empty: the fastest here: cudagraph on a GPU, else onnxruntime)
 PRECISION="${PRECISION:-}"         # fp16 | bf16 | fp32 (empty: fp16 on a GPU, else fp32)
 DEVICE="${DEVICE:-}"               # cuda | cuda:N | cpu (empty: cuda if there is one)
 NUM_WARMUP="${NUM_WARMUP:-}"       # per trial (empty: 100 on a GPU, 2 on a CPU)
 NUM_ITERATION="${NUM_ITERATION:-}" # timed per trial (empty: 10000 on a GPU, 10 on a CPU)
 ALIGN="${ALIGN:-1}"                # round folded widths up to a multiple of this
 CHANNELS_LAST="${CHANNELS_LAST:-0}" # 1: channels-last tensors for eager/compile
-THREADS="${THREADS:-}"             # CPU threads (empty: PyTorch's choice)
+THREADS="${THREADS:-}"             # CPU threads of PyTorch and onnxruntime (empty: PyTorch's choice)
 
 # shellcheck disable=SC2086  # MODELS, FOLDS and BATCH_SIZES are space-separated lists
 exec "$PYTHON" infer.py sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch_sizes $BATCH_SIZES \

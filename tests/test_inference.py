@@ -26,8 +26,8 @@ from util.results import RESULTS_HEADER as HEADER
 
 
 def test_infer_prints_images_per_second_last():
-    proc = run_cli("infer.py", "night", 2, "--batch_size", 8, "--num_warmup", 1, "--num_iteration", 2,
-                   "--device", "cpu")
+    proc = run_cli("infer.py", "night", 2, "--backend", "eager", "--batch_size", 8, "--num_warmup", 1,
+                   "--num_iteration", 2, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert re.fullmatch(r"\d+\.\d images/s", lines[-1]), lines[-1]
@@ -35,8 +35,8 @@ def test_infer_prints_images_per_second_last():
 
 
 def test_infer_json_record_is_consistent():
-    proc = run_cli("infer.py", "V1", 4, "--batch_size", 16, "--num_warmup", 0, "--num_iteration", 3, "--json",
-                   "--device", "cpu")
+    proc = run_cli("infer.py", "V1", 4, "--backend", "eager", "--batch_size", 16, "--num_warmup", 0,
+                   "--num_iteration", 3, "--json", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {k: record[k] for k in ("model", "fold", "mode", "backend", "precision", "batch", "inputs_per_batch",
@@ -144,9 +144,9 @@ def test_cuda_backend_without_gpu_is_one_clear_line(backend):
 
 
 def test_unknown_backend_is_argparse_error():
-    proc = run_cli("infer.py", "night", 1, "--backend", "onnxruntime")
+    proc = run_cli("infer.py", "night", 1, "--backend", "openvino")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "invalid choice: 'onnxruntime'" in proc.stderr
+    assert "invalid choice: 'openvino'" in proc.stderr
 
 
 def run_sweep(out, **settings):
@@ -165,11 +165,13 @@ def read_csv(path):
 
 def test_sweep_rows_norms_resume_and_plots(tmp_path):
     out = tmp_path / "results.csv"
-    settings = dict(MODELS="V2", FOLDS="1 2", BATCH_SIZES="4 8", EFFICIENTNET="1")
+    settings = dict(MODELS="V2", FOLDS="1 2", BATCH_SIZES="4 8", EFFICIENTNET="1", BACKEND="eager")
     stdout = run_sweep(out, TRIALS="1", **settings)
     assert stdout.splitlines()[0] == ",".join(HEADER)
+    assert HEADER == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend".split(",")
     assert out.read_text().splitlines()[0] == ",".join(HEADER)
     rows = read_csv(out)
+    assert {r["Backend"] for r in rows} == {"eager"}
     assert [(r["Batch Size"], r["Mode"], r["Fold"]) for r in rows] == [
         (b, m, f) for b in ("4", "8") for m, f in (("Original", "1"), ("Folded", "2"), ("EfficientNet", "1"))]
     assert stdout.splitlines()[1:] == out.read_text().splitlines()[1:]

@@ -11,8 +11,9 @@ from util.files import atomic_write_json, atomic_write_text
 
 SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "delta_vs_f1",
                    "wall_time_s", "train_images_per_s"]
-RESULTS_HEADER = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "FLOPs/sec", "TputNorm",
-                  "FLOPNorm"]
+# The paper's nine columns (section 5 of the original system), then the backend that ran the row.
+PAPER_COLUMNS = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "FLOPs/sec", "TputNorm", "FLOPNorm"]
+RESULTS_HEADER = PAPER_COLUMNS + ["Backend"]
 
 
 # Column types, and the columns that name what a row measured: two rows with the same key are
@@ -78,8 +79,8 @@ def read_summary(path):
 
 
 def read_results(path):
-    """The rows of a results CSV written by run_inference.sh."""
-    return read_csv(path, RESULTS_HEADER, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY)
+    """The rows of a results CSV written by run_inference.sh (or of the paper's nine columns)."""
+    return read_csv(path, PAPER_COLUMNS, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY)
 
 
 def settings_path(results_csv):
