@@ -26,6 +26,9 @@ from util.errors import cli_main
 from util.files import atomic_write_text, check_output_file
 from util.results import read_results, read_summary
 
+ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction",
+                    "intensity", "ridge", "bound", "peak_flops", "bandwidth"]
+
 
 def load_report_data(summary_csv, results_csv):
     """{"accuracy": {(name, f): test top-1 %}, "throughput": {(name, mode, f): [img/s per trial]},
@@ -37,13 +40,15 @@ def load_report_data(summary_csv, results_csv):
                 for r in summary}
     batch = max(int(r["Batch Size"]) for r in results)
     throughput, speedup = defaultdict(list), defaultdict(list)
+    backends = sorted({r["Backend"] for r in results if r.get("Backend")})
     for r in results:
         if int(r["Batch Size"]) != batch:
             continue
         key = (models.load_config(r["Model"])["name"], r["Mode"], int(r["Fold"]))
         throughput[key].append(float(r["Throughput"]))
         speedup[key].append(float(r["TputNorm"]))
-    return {"accuracy": accuracy, "throughput": dict(throughput), "speedup": dict(speedup), "batch": batch}
+    return {"accuracy": accuracy, "throughput": dict(throughput), "speedup": dict(speedup), "batch": batch,
+            "backends": backends}
 
 
 def median_speedup(data, name, fold, mode="Folded"):
@@ -120,6 +125,57 @@ def tradeoff_rows(data):
     return rows
 
 
+def roofline_lines(path):
+    """The roofline section from scripts.roofline's CSV: plot, table, and where folding pays."""
+    rows = read_csv(path, ROOFLINE_COLUMNS, "run python -m scripts.roofline first")
+    for r in rows:
+        for key in ROOFLINE_COLUMNS[2:]:
+            if key != "bound":
+                r[key] = float(r[key])
+    peak, bandwidth, ridge = rows[0]["peak_flops"], rows[0]["bandwidth"], rows[0]["ridge"]
+    lines = ["## Roofline", "",
+             f"Measured on this machine: peak {peak / 1e9:,.0f} GFLOP/s (the fastest backend's large matmul), "
+             f"{bandwidth / 1e9:,.1f} GB/s copy bandwidth, ridge point {ridge:,.1f} FLOP/byte. Intensity is the "
+             "paper's eq. 3 at the benchmark's precision; speedup is over f=1 on the same backend.", "",
+             "![roofline](roofline.png)", "", *roofline_summary(rows), "",
+             "| backend | model | f | images/s | speedup | GFLOP/s | % of peak | intensity | bound |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['model']} | {r['fold']:.0f} | {r['images_per_s']:,.0f} | "
+                     f"{r['speedup']:.2f}x | {r['flops_per_s'] / 1e9:,.1f} | {100 * r['flop_fraction']:.0f}% | "
+                     f"{r['intensity']:.1f} | {r['bound']} |")
+    return lines
+
+
+def roofline_summary(rows):
+    """Two sentences on where folding pays here, from the measured rows: the fastest backend
+    (highest FLOP/s at f=1) against the slowest, at the largest fold measured."""
+    top = int(max(r["fold"] for r in rows))
+    by_backend = defaultdict(list)
+    for r in rows:
+        by_backend[r["backend"]].append(r)
+
+    def mean(backend, key, fold):
+        return statistics.fmean(r[key] for r in by_backend[backend] if r["fold"] == fold)
+
+    fast = max(by_backend, key=lambda b: mean(b, "flop_fraction", 1))
+    slow = min(by_backend, key=lambda b: mean(b, "flop_fraction", 1))
+    intensities = [r["intensity"] for r in rows]
+    side = ("right of the ridge point, so their roof is the compute peak"
+            if min(intensities) >= rows[0]["ridge"] else "partly left of the ridge point, under the memory roof")
+    first = (f"Every model here has an arithmetic intensity of {min(intensities):.0f}-{max(intensities):.0f} "
+             f"FLOP/byte, {side}: on {fast}, which already runs f=1 at {100 * mean(fast, 'flop_fraction', 1):.0f}% "
+             f"of the peak, folding to f={top} reaches {100 * mean(fast, 'flop_fraction', top):.0f}% and gains "
+             f"{mean(fast, 'speedup', top):.2f}x on average, because only the kernels' efficiency is left to gain.")
+    if slow == fast:
+        return [first]
+    second = (f"Folding pays where an engine leaves a model far below that roof: {slow} runs f=1 at "
+              f"{100 * mean(slow, 'flop_fraction', 1):.0f}% of the peak, moving every unfused activation through "
+              f"memory, and there folding, which shrinks the activations per image by sqrt(f), gains "
+              f"{mean(slow, 'speedup', top):.2f}x at f={top}.")
+    return [first + " " + second]
+
+
 def machine_lines(backend):
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return [f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -146,7 +202,7 @@ def rerun_commands(names, folds):
     return lines
 
 
-def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=()):
+def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=(), roofline=None):
     data = load_report_data(summary_csv, results_csv)
     names = [n for n, _ in data["accuracy"]] + [n for n, _, _ in data["throughput"]]
     folds = sorted({f for _, f in data["accuracy"]})
@@ -156,7 +212,8 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
              f"original's in the same trial, batch {data['batch']} images"
              + (f" ({setting})." if setting else "."), "",
              "## Accuracy (layout of appendix table 3)", "", *accuracy_table(data), "",
-             f"## Inference throughput (images/s, median over trials; batch {data['batch']})", "",
+             f"## Inference throughput (images/s, median over trials; batch {data['batch']}; "
+             f"backend {', '.join(data['backends']) or backend})", "",
              *throughput_table(data), "",
              "## Arithmetic intensity (FLOPs/byte, fp16, batch 1024; paper eq. 3)", "",
              *intensity_table(names), "",
@@ -165,6 +222,9 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
              "FoldedCNN still raises the throughput of a filter-then-verify cascade.", "",
              "| Dataset | f | Speedup | Accuracy drop | Folding helps while T_g/T_s < |", "|---|---|---|---|---|",
              *[f"| {n} | {f} | {s:.2f} | {a * 100:.2f} points | {r} |" for n, f, s, a, r in tradeoff_rows(data)], ""]
+    if roofline and Path(roofline).is_file():
+        lines += [*roofline_lines(roofline), ""]
+        plots = [p for p in plots if Path(p).name != "roofline.png"]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     lines += ["## Machine", "", *machine_lines(backend), "",
@@ -186,9 +246,12 @@ def main(argv=None):
     parser.add_argument("--scale", help="data scale used, for the record")
     parser.add_argument("--profile", help="training profile used, for the record")
     parser.add_argument("--plots", nargs="*", default=[], help="PNG files to link (relative to the report)")
+    parser.add_argument("--roofline", help="scripts.roofline's roofline.csv (its roofline.png beside the report)")
     args = parser.parse_args(argv)
     check_output_file(args.out, "report")
-    print(f"wrote {build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots)}")
+    report = build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots,
+                          args.roofline)
+    print(f"wrote {report}")
 
 
 if __name__ == "__main__":

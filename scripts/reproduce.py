@@ -6,8 +6,10 @@
 1. makes the data that is missing (game tasks with datasets.game_synth, NoScope tasks with
    datasets.noscope_synth; real data under --data-root is used as it is),
 2. trains the original and folded models (train.py, the chosen profile),
-3. measures inference throughput on the best backend here (run_inference.sh),
-4. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
+3. measures inference throughput on the fastest backend here (run_inference.sh),
+4. measures the roofline: the machine's peaks and every backend's place under them
+   (scripts.roofline; ROOFLINE_BACKENDS="eager onnxruntime" in the environment picks backends),
+5. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
 Each step is the same command a user would type, printed before it runs. Every step reuses
 finished work, so rerunning after an interruption continues where it stopped.
 """
@@ -23,6 +25,7 @@ import torch
 
 import datasets
 import models
+from util import backends
 from util.args import positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
@@ -88,18 +91,27 @@ def main(argv=None):
     shutil.copyfile(runs / "summary.csv", out / "summary.csv")
 
     gpu = torch.cuda.is_available()
-    backend = "cudagraph" if gpu else "eager"
+    backend = backends.default_backend("cuda" if gpu else "cpu")
     timing = {key: os.environ.get(key, value) for key, value in (GPU_SWEEP if gpu else CPU_SWEEP).items()}
     sweep_env = {"MODELS": " ".join(names), "FOLDS": " ".join(map(str, folds)), "BACKEND": backend, **timing}
     print("\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in sweep_env.items()) + " ./run_inference.sh ...")
     step("inference throughput", ["bash", "run_inference.sh", out / "results.csv"], env=sweep_env)
+
+    roofline = out / "roofline.csv"
+    if roofline.is_file():
+        print(f"\n==> roofline: {roofline} found, reused", flush=True)
+    else:
+        chosen = os.environ.get("ROOFLINE_BACKENDS", "").split()
+        step("roofline", [sys.executable, "-m", "scripts.roofline", "--out", out, "--models", *names,
+                          "--folds", *folds, "--trials", timing["TRIALS"], "--num_warmup", timing["NUM_WARMUP"],
+                          "--num_iteration", timing["NUM_ITERATION"], *(["--backends", *chosen] if chosen else [])])
 
     step("plots", [sys.executable, "-m", "scripts.plot_results", out / "results.csv", "--outdir", out])
     plots = sorted(p.name for p in out.glob("*.png"))
     report = out / "REPORT.md"
     step("report", [sys.executable, "-m", "scripts.report", "--summary", out / "summary.csv",
                     "--results", out / "results.csv", "--out", report, "--backend", backend,
-                    "--scale", args.scale, "--profile", args.profile, "--plots", *plots])
+                    "--scale", args.scale, "--profile", args.profile, "--roofline", roofline, "--plots", *plots])
     print(f"\n==> report: {report}\n")
     print(report.read_text())
 

@@ -73,3 +73,24 @@ def test_report_errors_are_clear(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     assert_clean_error(run_cli("-m", "scripts.report", "--summary", summary, "--results", tmp_path / "bad.csv"),
                        "missing Model")
+
+
+ROOFLINE = """backend,model,fold,images_per_s,speedup,flops_per_s,flop_fraction,intensity,ridge,bound,peak_flops,bandwidth
+eager,V1,1,2000,1.0,3.33e10,0.1665,43.5,10.0,compute,2e11,2e10
+eager,V1,4,3800,1.9,7.08e10,0.354,93.7,10.0,compute,2e11,2e10
+onnxruntime,V1,1,10000,1.0,1.665e11,0.8325,43.5,10.0,compute,2e11,2e10
+onnxruntime,V1,4,10500,1.05,1.957e11,0.9785,93.7,10.0,compute,2e11,2e10
+"""
+
+
+def test_report_roofline_section_says_where_folding_pays(tmp_path):
+    summary, results = write_inputs(tmp_path)
+    (tmp_path / "roofline.csv").write_text(ROOFLINE)
+    report = build_report(summary, results, tmp_path / "REPORT.md", backend="onnxruntime",
+                          roofline=tmp_path / "roofline.csv").read_text()
+    assert "peak 200 GFLOP/s" in report and "20.0 GB/s" in report and "ridge point 10.0 FLOP/byte" in report
+    assert "![roofline](roofline.png)" in report
+    assert "44-94 FLOP/byte, right of the ridge point" in report
+    assert "on onnxruntime, which already runs f=1 at 83% of the peak, folding to f=4 reaches 98%" in report
+    assert "gains 1.05x" in report and "eager runs f=1 at 17% of the peak" in report and "gains 1.90x at f=4" in report
+    assert "| onnxruntime | V1 | 4 | 10,500 | 1.05x | 195.7 | 98% | 93.7 | compute |" in report

@@ -6,22 +6,26 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
     args = ["-m", "scripts.reproduce", "--datasets", "V2", "--folds", "2", "--scale", "0.01",
             "--data-root", data, "--out", out]
-    proc = run_cli(*args, env={"NUM_ITERATION": "1"})
+    env = {"NUM_ITERATION": "1", "ROOFLINE_BACKENDS": "eager onnxruntime"}
+    proc = run_cli(*args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (data / "apex-count" / "train").is_dir()
     summary = (out / "summary.csv").read_text().splitlines()
     assert [line.split(",")[:2] for line in summary[1:]] == [["apex-count", "1"], ["apex-count", "2"]]
     results = (out / "results.csv").read_text().splitlines()
-    assert results[0] == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm"
+    assert results[0] == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend"
     assert {row.split(",")[3] for row in results[1:]} == {"Original", "Folded", "EfficientNet"}
+    assert {row.split(",")[9] for row in results[1:]} == {"onnxruntime"}  # the fastest backend on a CPU
     report = (out / "REPORT.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| V2 (apex-count) | (19, 25) | 22 |"))
     original, folded, speedup = (cell.strip() for cell in row.split("|")[4:7])
     assert 0 <= float(original) <= 100 and "(" in folded and float(speedup) > 0
     assert "figure7.png" in report and (out / "figure7.png").is_file()
+    assert "backend onnxruntime" in report and "## Roofline" in report and "![roofline](roofline.png)" in report
+    assert (out / "roofline.png").is_file() and "Folding pays where" in report
 
     # a rerun reuses every finished step: same summary, no new inference rows
-    again = run_cli(*args, env={"NUM_ITERATION": "1"})
+    again = run_cli(*args, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "found under" in again.stdout
     assert (out / "results.csv").read_text().splitlines() == results

@@ -1,0 +1,83 @@
+"""The onnxruntime backend on real exported graphs, the export cache, and the roofline's
+peaks, points and table on a CPU at toy sizes."""
+import csv
+
+import pytest
+import torch
+
+import models
+from infer import TOLERANCE, Prepared, build_workload
+from scripts.roofline import main as roofline_main
+from util import backends, onnx_export
+from util.errors import UserError
+from util.roofline import roofline_point
+
+
+@pytest.fixture
+def export_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "CACHE_DIR", tmp_path / "onnx")
+    return tmp_path / "onnx"
+
+
+@pytest.mark.parametrize("name, fold", [("V1", 1), ("V1", 4), ("N2", 1), ("N2", 4)])
+def test_onnxruntime_matches_eager_per_image(export_cache, name, fold):
+    workload = build_workload(name, fold, batch_size=8)
+    prepared = Prepared(workload, "onnxruntime", "fp32", "cpu")  # refuses an output off by > 1e-4
+    assert 0 < prepared.error <= TOLERANCE["fp32"]  # a different engine: not bit-identical, but close
+    with torch.inference_mode():
+        logits = models.unfold_outputs(prepared.run(), fold)
+    assert logits.shape == (8, len(models.load_config(name)["classes"]))
+    assert len(list(export_cache.glob("*.onnx"))) == 1
+
+
+def test_onnxruntime_honours_threads_and_precision(export_cache):
+    from util.backends import ort_session
+
+    ort = ort_session.import_onnxruntime()
+    assert ort_session.session_options(ort, 1).intra_op_num_threads == 1
+    with pytest.raises(UserError, match="use --precision fp32"):
+        Prepared(build_workload("N2", 1, batch_size=2), "onnxruntime", "fp16", "cpu")
+    assert backends.default_backend("cpu") == "onnxruntime"
+
+
+def test_export_cache_hits_and_misses_on_versions(tmp_path):
+    model = models.build_model("night", 2)
+    x = torch.randn(2, *models.input_shape("night", 2))
+    first = onnx_export.cached_export(model, x, tmp_path, versions="torch A")
+    built = first.stat().st_mtime_ns
+    again = onnx_export.cached_export(model, x, tmp_path, versions="torch A")
+    assert again == first and again.stat().st_mtime_ns == built  # reused, not re-exported
+    other = onnx_export.cached_export(model, x, tmp_path, versions="torch B")
+    assert other != first and other.is_file()  # another exporter version is another export
+    assert onnx_export.export_key(model, x[:1], "torch A") != onnx_export.export_key(model, x, "torch A")
+    torch.nn.init.ones_(model[0].bias)
+    assert onnx_export.export_key(model, x, "torch A") not in first.name  # new weights, new key
+
+
+def test_roofline_point_sides_of_the_ridge():
+    compute = roofline_point(50e9, 10, peak_flops=100e9, bandwidth=20e9)
+    assert compute["ridge"] == 5 and compute["bound"] == "compute" and compute["roof"] == 100e9
+    assert compute["flop_fraction"] == 0.5 == compute["roof_fraction"]
+    memory = roofline_point(30e9, 2, peak_flops=100e9, bandwidth=20e9)
+    assert memory["bound"] == "memory" and memory["roof"] == 40e9 and memory["roof_fraction"] == 0.75
+
+
+def test_roofline_table_on_cpu(tmp_path, export_cache, capsys):
+    roofline_main(["--out", str(tmp_path), "--models", "N2", "--folds", "1", "2", "--backends", "eager",
+                   "onnxruntime", "--batch_size", "4", "--trials", "2", "--num_warmup", "0", "--num_iteration", "1",
+                   "--matmul_n", "64", "--copy_mib", "4", "--threads", "1"])
+    with open(tmp_path / "roofline.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["backend"], r["model"], r["fold"]) for r in rows] == [
+        (b, "N2", f) for b in ("eager", "onnxruntime") for f in ("1", "2")]
+    peak, bandwidth = float(rows[0]["peak_flops"]), float(rows[0]["bandwidth"])
+    assert peak > 0 and bandwidth > 0 and float(rows[0]["ridge"]) == pytest.approx(peak / bandwidth)
+    for r in rows:
+        assert float(r["flop_fraction"]) == pytest.approx(float(r["flops_per_s"]) / peak)
+        assert r["bound"] == ("compute" if float(r["intensity"]) >= peak / bandwidth else "memory")
+        assert float(r["speedup"]) == (1.0 if r["fold"] == "1" else pytest.approx(
+            float(r["images_per_s"]) / float(next(o["images_per_s"] for o in rows
+                                                  if o["backend"] == r["backend"] and o["fold"] == "1"))))
+    table = (tmp_path / "roofline.md").read_text()
+    assert table.strip() in capsys.readouterr().out and "ridge point" in table
+    assert (tmp_path / "roofline.png").stat().st_size > 0
