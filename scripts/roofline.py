@@ -15,7 +15,6 @@ machine's two roofs).
 import argparse
 import csv
 import statistics
-from pathlib import Path
 
 import matplotlib
 import torch
@@ -28,8 +27,9 @@ from infer import BYTES_PER_ELEMENT, Prepared, build_workload, images_per_second
 from util import backends  # noqa: E402
 from util.arith_intensity import model_intensity  # noqa: E402
 from util.device import device_name, resolve_device, set_threads  # noqa: E402
-from util.errors import UserError, cli_main  # noqa: E402
-from util.files import atomic_write_text  # noqa: E402
+from util.args import nonnegative_int, positive_int  # noqa: E402
+from util.errors import cli_main  # noqa: E402
+from util.files import atomic_write_text, check_output_dir  # noqa: E402
 from util.roofline import copy_bandwidth, matmul_probe, median_seconds, roofline_point  # noqa: E402
 
 COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction", "intensity",
@@ -151,23 +151,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results", help="folder for roofline.csv, .md and .png (default %(default)s)")
     parser.add_argument("--models", nargs="+", default=["V1", "N2"], help="names or ids (default: V1 N2)")
-    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
     parser.add_argument("--backends", nargs="+", choices=list(backends.BACKENDS),
                         help="default: eager, compile and the fastest backend here")
-    parser.add_argument("--batch_size", type=int, default=1024)
+    parser.add_argument("--batch_size", type=positive_int, default=1024)
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if there is a GPU)")
-    parser.add_argument("--threads", type=int, help="CPU threads of every backend and of the probes")
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--num_warmup", type=int, default=1)
-    parser.add_argument("--num_iteration", type=int, default=3)
-    parser.add_argument("--matmul_n", type=int, default=2048, help="size of the FLOP/s probe's square matmul")
-    parser.add_argument("--copy_mib", type=int, default=512, help="size of the bandwidth probe's copy")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads of every backend and of the probes")
+    parser.add_argument("--trials", type=positive_int, default=3)
+    parser.add_argument("--num_warmup", type=nonnegative_int, default=1)
+    parser.add_argument("--num_iteration", type=positive_int, default=3)
+    parser.add_argument("--matmul_n", type=positive_int, default=2048, help="size of the FLOP/s probe's square matmul")
+    parser.add_argument("--copy_mib", type=positive_int, default=512, help="size of the bandwidth probe's copy")
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_threads(args.threads)
-    if min(args.trials, args.num_iteration, args.matmul_n, args.copy_mib) < 1:
-        raise UserError("--trials, --num_iteration, --matmul_n and --copy_mib must be at least 1")
     device = resolve_device(args.device)
     backend_names = args.backends or default_backends(device)
     for backend in backend_names:
@@ -175,12 +173,12 @@ def main(argv=None):
     precision = args.precision or backends.default_precision(device)
     names = [models.load_config(n)["name"] for n in args.models]
     folds = sorted(set(args.folds) | {1})  # speedups are over f=1
+    out = check_output_dir(args.out, "roofline folder")  # before minutes of measuring
     throughput, matmul, bandwidth, costs = measure(
         names, folds, backend_names, precision, device, args.batch_size, args.trials, args.num_warmup,
         args.num_iteration, args.matmul_n, args.copy_mib)
     matmul = {b: statistics.median(v) for b, v in matmul.items()}
     rows = roofline_rows(throughput, max(matmul.values()), statistics.median(bandwidth), costs)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "roofline.csv")
     table = format_table(rows, matmul, device_name(device), precision)
