@@ -1,12 +1,13 @@
 """The onnxruntime backend on real exported graphs, the export cache, and the roofline's
 peaks, points and table on a CPU at toy sizes."""
 import csv
+import gc
 
 import pytest
 import torch
 
 import models
-from infer import TOLERANCE, Prepared, build_workload
+from infer import TOLERANCE, Prepared, build_workload, random_inputs, relative_error
 from scripts.roofline import main as roofline_main
 from util import backends, onnx_export
 from util.errors import UserError
@@ -25,7 +26,11 @@ def test_onnxruntime_matches_eager_per_image(export_cache, name, fold):
     prepared = Prepared(workload, "onnxruntime", "fp32", "cpu")  # refuses an output off by > 1e-4
     assert 0 < prepared.error <= TOLERANCE["fp32"]  # a different engine: not bit-identical, but close
     with torch.inference_mode():
+        reference = workload.model(random_inputs(workload))  # the batch that Prepared bound
+        gc.collect()
+        scratch = [torch.randn(1 << 16) for _ in range(64)]  # reuses freed memory, if the buffers were freed
         logits = models.unfold_outputs(prepared.run(), fold)
+        assert relative_error(logits.reshape(reference.shape), reference) <= TOLERANCE["fp32"] and scratch
     assert logits.shape == (8, len(models.load_config(name)["classes"]))
     assert len(list(export_cache.glob("*.onnx"))) == 1
 

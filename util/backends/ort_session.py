@@ -13,7 +13,7 @@ import torch
 from util.errors import UserError
 from util.onnx_export import cached_export
 
-from .common import DTYPES, place
+from .common import place
 
 NEEDS_CUDA = False
 CHANNELS_LAST = False  # ONNX graphs are NCHW; the CPU kernels pick their blocked layout
@@ -47,6 +47,23 @@ def providers(ort, device):
     return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
 
 
+class SessionRunner:
+    """A session bound to fixed input and output buffers, which it keeps alive (onnxruntime
+    holds only their addresses); calling it runs the graph once."""
+
+    def __init__(self, session, x, output, device):
+        self.session, self.x, self.output = session, x, output
+        self.binding = session.io_binding()
+        for name, tensor in (("input", x), ("output", output)):
+            bind = self.binding.bind_input if name == "input" else self.binding.bind_output
+            bind(name, device.type, device.index or 0, NUMPY_DTYPES[tensor.dtype], list(tensor.shape),
+                 tensor.data_ptr())
+
+    def __call__(self):
+        self.session.run_with_iobinding(self.binding)
+        return self.output
+
+
 def prepare(model, inputs, precision, device, channels_last=False):
     ort = import_onnxruntime()
     if precision == "bf16" or (precision == "fp16" and device.type == "cpu"):
@@ -58,14 +75,4 @@ def prepare(model, inputs, precision, device, channels_last=False):
     path = cached_export(model.cpu(), x.cpu())
     session = ort.InferenceSession(str(path), session_options(ort, torch.get_num_threads()),
                                    providers=providers(ort, device))
-    binding = session.io_binding()
-    for name, tensor in (("input", x), ("output", output)):
-        bind = binding.bind_input if name == "input" else binding.bind_output
-        bind(name, device.type, device.index or 0, NUMPY_DTYPES[DTYPES[precision]], list(tensor.shape),
-             tensor.data_ptr())
-
-    def run():
-        session.run_with_iobinding(binding)
-        return output
-
-    return run
+    return SessionRunner(session, x, output, device)
