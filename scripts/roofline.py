@@ -37,8 +37,11 @@ COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s",
 
 
 def default_backends(device):
-    """PyTorch as it is, PyTorch compiled, and the fastest engine here (if another)."""
+    """PyTorch as it is, PyTorch compiled (on a CPU: on a GPU its max-autotune takes minutes per
+    model), and the fastest engine here."""
     names = ["eager", "compile", backends.default_backend(device)]
+    if torch.device(device).type == "cuda":
+        names.remove("compile")
     return list(dict.fromkeys(names))
 
 
@@ -153,7 +156,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["V1", "N2"], help="names or ids (default: V1 N2)")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
     parser.add_argument("--backends", nargs="+", choices=list(backends.BACKENDS),
-                        help="default: eager, compile and the fastest backend here")
+                        help="default: eager, compile (on a CPU) and the fastest backend here")
     parser.add_argument("--batch_size", type=positive_int, default=1024)
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if there is a GPU)")
