@@ -24,7 +24,7 @@ from util.cascade import describe, max_latency_ratio
 from util.device import cpu_name
 from util.errors import cli_main
 from util.files import atomic_write_text, check_output_file
-from util.results import read_results, read_summary
+from util.results import read_csv, read_results, read_summary
 
 ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction",
                     "intensity", "ridge", "bound", "peak_flops", "bandwidth"]
