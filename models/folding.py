@@ -7,6 +7,7 @@ each group of f consecutive images fills channels [j*C, (j+1)*C). The model emit
 import math
 
 import torch
+import torch.nn as nn
 
 from util.errors import UserError
 
@@ -58,3 +59,45 @@ def folded_width(width, fold, channel_mult=None, align=1):
         raise UserError(f"align must be a whole number >= 1, got {align!r}")
     widened = int(width * width_multiplier(fold, channel_mult))
     return -(-widened // align) * align
+
+
+def channel_groups(channels, fold):
+    """Which image (0 .. f-1) each of `channels` channels belongs to at the start of
+    training with block-diagonal init: f contiguous, near-equal runs (widths such as
+    int(32 * sqrt(2)) = 45 need not divide by f). For a folded input this is exactly its
+    layout: image j owns channels [j*C, (j+1)*C)."""
+    return torch.arange(channels) * fold // channels
+
+
+def block_masks(model, fold):
+    """{weight: 0/1 mask of its shape}: 1 where a conv or linear weight connects a channel
+    group to the same image's group. A linear layer after a flatten takes the group of the
+    channel each feature came from."""
+    masks = {}
+    channels = None  # output channels of the last conv/linear seen: the layout of what follows
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            out_features, in_features = module.weight.shape[:2]
+            if isinstance(module, nn.Linear) and channels and in_features != channels and in_features % channels == 0:
+                source = channel_groups(channels, fold).repeat_interleave(in_features // channels)
+            else:
+                source = channel_groups(in_features, fold)
+            same = channel_groups(out_features, fold)[:, None] == source[None, :]
+            masks[module.weight] = same.view(*same.shape, *[1] * (module.weight.dim() - 2)).to(module.weight)
+            channels = out_features
+    return masks
+
+
+@torch.no_grad()
+def block_diagonal_(model, fold):
+    """Initialize a folded model as f independent narrow networks, in place.
+
+    Every conv and linear weight that connects different images' channel groups is zeroed,
+    and the rest is scaled by sqrt(f) to keep the activation scale of the full fan-in (each
+    unit now sees 1/f of its inputs). f = 1 is unchanged.
+    """
+    fold = check_fold(fold)
+    if fold > 1:
+        for weight, mask in block_masks(model, fold).items():
+            weight.mul_(mask * math.sqrt(fold))
+    return model
