@@ -44,9 +44,9 @@ import models
 from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
 from util.checkpoint import load_weights, read_checkpoint
+from util.args import finite_float, fraction, nonnegative_int, positive_float, positive_int
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
-from util.args import fraction, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file
 from util.results import SUMMARY_COLUMNS
@@ -58,22 +58,43 @@ METRIC_COLUMNS = ["epoch", "classes", "lr", "train_loss", "train_top1", "train_t
 RESUMABLE_CHANGES = {"epochs"}
 # train_job options that resolve_recipe takes (the rest only say where and how to run).
 RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "seed", "max_train_per_class", "scale_data", "curriculum",
-                  "curriculum_epochs", "distill")
+                  "curriculum_epochs", "distill", "optimizer", "augment", "init", "keep_blocks", "train_bn", "lr_warmup_epochs", "lr_decay",
+                  "distill_loss", "distill_temperature", "distill_weight")
+# Options of the training recipe beyond the paper's (docs/recipe.md); the paper's values.
+OPTIMIZERS = ("adam", "rmsprop")
+INITS = ("paper", "block")
+LR_DECAYS = ("none", "cosine")
+DISTILL_LOSSES = ("mse", "kl")
 MODEL_FILES = Path(__file__).resolve().parent / "model_files"
 
 
 # ----------------------------------------------------------------------------------------
 # The recipe: the config's `train` section with the caller's overrides applied.
+#
+# Recipe options beyond the paper's (docs/recipe.md measures them; each defaults to the
+# paper's recipe): optimizer and augment override the config's; init="block" starts a folded
+# model block-diagonal (models.folding.block_diagonal_) and keep_blocks keeps it so (no
+# gradient flows across images: f per-image networks in one FoldedCNN); train_bn trains with
+# a BatchNorm after every conv, folded into the convs whenever the model is saved
+# (models/batchnorm.py); the learning rate rises linearly over `lr_warmup_epochs` and with
+# lr_decay="cosine" falls to zero along a half cosine over the whole run (replacing the
+# config's step schedule); a distilling student minimizes
+# (1 - distill_weight) * cross-entropy + distill_weight * distill_loss, where "mse" is the
+# paper's MSE on raw logits and "kl" the KL divergence between the teacher's and the
+# student's softmax at `distill_temperature`, times its square (Hinton et al. 2015).
 
 def resolve_recipe(name, fold, epochs=None, batch_size=None, lr=None, seed=0,
                    max_train_per_class=None, scale_data=1.0, curriculum=None,
-                   curriculum_epochs=None, distill=None):
+                   curriculum_epochs=None, distill=None, optimizer=None, augment=None, init="paper", keep_blocks=False, train_bn=False,
+                   lr_warmup_epochs=0.0, lr_decay="none", distill_loss="mse", distill_temperature=1.0,
+                   distill_weight=1.0):
     """Everything that decides a job's result, as a JSON-able dict (stored in checkpoints).
 
     None means "the config's value". curriculum=None uses one for folded game models only;
     `curriculum_epochs` overrides the curriculum's epochs per step; distill=None distills
     when the config says so (`train.distill_folded`, CIFAR-10); a student is always folded
-    (f > 1): an original model trains on labels.
+    (f > 1): an original model trains on labels. The options after `distill` default to
+    the paper's recipe (see "Recipe options" above).
     """
     cfg = models.load_config(name)
     fold = models.folding.check_fold(fold)
@@ -100,17 +121,45 @@ def resolve_recipe(name, fold, epochs=None, batch_size=None, lr=None, seed=0,
     if train["augment"] not in AUGMENTATIONS:
         raise UserError(f"config/{cfg['name']}.json: unknown train.augment {train['augment']!r}; "
                         f"use one of {sorted(AUGMENTATIONS)}")
-    if train["optimizer"] not in ("adam", "rmsprop"):
+    augment = train["augment"] if augment is None else augment
+    _check_choice("augment", augment, tuple(AUGMENTATIONS))
+    if train["optimizer"] not in OPTIMIZERS:
         raise UserError(f"config/{cfg['name']}.json: unknown train.optimizer {train['optimizer']!r}; use adam or rmsprop")
+    _check_choice("optimizer", train["optimizer"] if optimizer is None else optimizer, OPTIMIZERS)
+    _check_choice("init", init, INITS)
+    _check_choice("lr_decay", lr_decay, LR_DECAYS)
+    _check_choice("distill_loss", distill_loss, DISTILL_LOSSES)
+    if keep_blocks and init != "block":
+        raise UserError("--keep_blocks keeps the block-diagonal init's structure: add --init block")
+    if not 0 <= lr_warmup_epochs < epochs:
+        raise UserError(f"lr_warmup_epochs must be >= 0 and below the {epochs} epochs, got {lr_warmup_epochs}")
+    if lr_warmup_epochs and lr_decay == "none" and train["lr_schedule"] is not None:
+        raise UserError(f"lr warm-up does not combine with {cfg['name']}'s step schedule; add --lr_decay cosine")
+    if not distill_temperature > 0 or not 0 < distill_weight <= 1:
+        raise UserError(f"distillation needs temperature > 0 and 0 < weight <= 1, "
+                        f"got {distill_temperature} and {distill_weight}")
+    distill = fold > 1 and (train["distill_folded"] if distill is None else distill)
     return {
         "dataset": cfg["name"], "fold": fold, "epochs": epochs,
         "batch_size": batch_size // fold * fold,  # rounded down to whole groups of f
-        "optimizer": train["optimizer"], "lr": train["lr"] if lr is None else lr,
-        "weight_decay": train["weight_decay"], "lr_schedule": train["lr_schedule"],
-        "augment": train["augment"], "seed": seed, "max_train_per_class": max_train_per_class,
+        "optimizer": train["optimizer"] if optimizer is None else optimizer, "lr": train["lr"] if lr is None else lr,
+        "weight_decay": train["weight_decay"],
+        "lr_schedule": train["lr_schedule"] if lr_decay == "none" else None,
+        "lr_warmup_epochs": lr_warmup_epochs, "lr_decay": lr_decay,
+        "init": init, "keep_blocks": bool(keep_blocks),
+        "train_bn": bool(train_bn) and cfg["family"] != "cifar",  # ResNet-18 has BatchNorm already
+        "augment": augment, "seed": seed, "max_train_per_class": max_train_per_class,
         "scale_data": scale_data, "curriculum": schedule.state_dict() if schedule else None,
-        "distill": fold > 1 and (train["distill_folded"] if distill is None else distill),
+        "distill": distill,
+        "distill_loss": distill_loss if distill else None,
+        "distill_temperature": distill_temperature if distill and distill_loss == "kl" else None,
+        "distill_weight": distill_weight if distill else None,
     }
+
+
+def _check_choice(label, value, choices):
+    if value not in choices:
+        raise UserError(f"unknown {label} {value!r}; use one of {', '.join(choices)}")
 
 
 def _check_same_recipe(stored, wanted, where):
@@ -171,9 +220,17 @@ def load_teacher(name, path, device):
     return teacher
 
 
-def distillation_loss(student_logits, teacher_logits):
-    """MSE between the student's (unfolded, (N, K)) logits and the teacher's (N, K) logits."""
-    return F.mse_loss(student_logits, teacher_logits)
+def distillation_loss(student_logits, teacher_logits, kind="mse", temperature=1.0):
+    """How far the student's (unfolded, (N, K)) logits are from the teacher's (N, K) logits:
+    "mse" on the raw logits (the paper's), or "kl", the KL divergence from the teacher's
+    softmax at `temperature` to the student's, times temperature^2 so that its gradients
+    keep their scale across temperatures (Hinton et al. 2015). Raw-logit MSE is large when
+    the teacher is confident (logits of +-20), which swamps any cross-entropy beside it."""
+    if kind == "mse":
+        return F.mse_loss(student_logits, teacher_logits)
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.log_softmax(teacher_logits / temperature, dim=1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
 
 
 # ----------------------------------------------------------------------------------------
@@ -272,6 +329,15 @@ def _resume_checkpoint(out, recipe, continue_from_file=None):
     return checkpoint
 
 
+def build_training_model(recipe):
+    """The model a job trains: `models.build_model(name, f)`, block-diagonal at the start if
+    the recipe says so, with a BatchNorm after every conv while training if it says so."""
+    model = models.build_model(recipe["dataset"], recipe["fold"])
+    if recipe["init"] == "block":
+        models.block_diagonal_(model, recipe["fold"])
+    return models.insert_batchnorm(model) if recipe["train_bn"] else model
+
+
 def make_optimizer(recipe, params, fused=False, capturable=False):
     """The recipe's optimizer; `fused`: Adam's single-kernel update (CUDA; RMSprop has none),
     `capturable`: safe to capture in a CUDA graph."""
@@ -295,14 +361,17 @@ def load_optimizer_state(optimizer, state_dict):
                 state["step"] = state["step"].to(param.device if step_on_device else "cpu", torch.float32)
 
 
-def make_train_step(model, optimizer, fold, loss_fn):
+def make_train_step(model, optimizer, fold, loss_fn, grad_masks=None):
     """step(x, y) -> (loss, logits): the folded forward of a batch of images, the loss
-    `loss_fn(x, y, logits)` on the unfolded logits, backward and the optimizer's update."""
+    `loss_fn(x, y, logits)` on the unfolded logits, backward and the optimizer's update.
+    `grad_masks` ({weight: 0/1 mask}) zero parts of the gradient before the update."""
     def step(x, y):
         logits = models.unfold_outputs(model(models.fold_inputs(x, fold)), fold)
         loss = loss_fn(x, y, logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for weight, mask in (grad_masks or {}).items():
+            weight.grad.mul_(mask)
         optimizer.step()
         return loss, logits
 
@@ -337,11 +406,13 @@ class Job:
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
-        self.model = models.build_model(name, fold).to(device)
+        self.model = build_training_model(recipe).to(device)
         self.optimizer = make_optimizer(recipe, self.model.parameters(), fused=device.type == "cuda",
                                         capturable=cuda_graph)
         self.scheduler = _make_scheduler(recipe, self.optimizer)
-        self.step = make_train_step(self.model, self.optimizer, fold, self.loss)
+        # keep_blocks: no gradient across images, so the weights between them stay zero
+        masks = models.folding.block_masks(self.model, fold) if recipe["keep_blocks"] and fold > 1 else None
+        self.step = make_train_step(self.model, self.optimizer, fold, self.loss, masks)
         if cuda_graph:
             self.step = GraphedStep(self.step, self.optimizer, recipe["batch_size"], device)
         self.generators = {"shuffle": torch.Generator().manual_seed(seed),
@@ -390,6 +461,7 @@ class Job:
         fold, device = self.recipe["fold"], self.device
         batches = training_batches(self.train.labels_cpu, self.recipe["batch_size"], fold,
                                    self.generators["shuffle"], num_active, device)
+        self.set_lr(epoch)
         lr_now = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         started = time.perf_counter()
@@ -399,6 +471,7 @@ class Job:
         seen = 0
         bar = tqdm(batches, desc=f"Epoch {epoch}. train", leave=False, disable=not progress)
         for step, positions in enumerate(bar):
+            self.set_lr(epoch + step / len(batches))
             x, y = self.train.batch(positions, self.augment, self.generators["augment"])
             loss, logits = self.step(x, y)
             with torch.no_grad():
@@ -419,13 +492,36 @@ class Job:
         return {"lr": lr_now, "train_loss": loss_sum.item() / seen, "train_top1": hits1.item() / seen,
                 "train_top5": hits5.item() / seen}
 
+    def set_lr(self, progress):
+        """The learning rate `progress` epochs into the run (a fraction within an epoch):
+        linear warm-up, then the cosine decay; untouched without either (a step schedule or
+        none)."""
+        warmup, decay = self.recipe["lr_warmup_epochs"], self.recipe["lr_decay"]
+        if not warmup and decay == "none":
+            return
+        lr = self.recipe["lr"] * (min(1.0, progress / warmup) if warmup else 1.0)
+        if decay == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * progress / self.recipe["epochs"]))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def loss(self, x, y, logits):
-        """Cross-entropy on the labels, or with a teacher the distillation loss."""
+        """Cross-entropy on the labels; with a teacher, mixed with the distillation loss."""
         if self.teacher is None:
             return F.cross_entropy(logits, y)
         with torch.no_grad():
             target = self.teacher(x)
-        return distillation_loss(logits, target)
+        recipe = self.recipe
+        loss = recipe["distill_weight"] * distillation_loss(logits, target, recipe["distill_loss"],
+                                                            recipe["distill_temperature"])
+        if recipe["distill_weight"] < 1:
+            loss = loss + (1 - recipe["distill_weight"]) * F.cross_entropy(logits, y)
+        return loss
+
+    def inference_state(self):
+        """The model's weights as `models.build_model` lays them out (BatchNorm folded away)."""
+        model = models.fold_batchnorm(self.model) if self.recipe["train_bn"] else self.model
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
     def finish_epoch(self, epoch, num_active, train_metrics, progress):
         """Evaluate, append the epoch's row to metrics.csv and keep the best model."""
@@ -444,7 +540,7 @@ class Job:
         if best is None or (classes, val_top1) > (best["classes"], best["val_top1"]):
             self.state["best"] = {"epoch": epoch, "classes": classes, "val_top1": val_top1,
                                   "test_top1": test_top1, "test_top5": test_top5}
-            self.state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.state["best_model"] = self.inference_state()
             self.save_best()
         print(f"Epoch {epoch}. {self.recipe['dataset']} f={fold}. Loss={row['train_loss']:.4f}. "
               f"Top-1 train={row['train_top1']:.4f} val={val_top1:.4f} test={test_top1:.4f} "
@@ -481,6 +577,7 @@ class Job:
         return {
             "dataset": self.recipe["dataset"], "fold": self.recipe["fold"], "epochs": state["epoch"],
             "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
+            "val_images": len(self.val), "test_images": len(self.test),
             "test_top5": best["test_top5"], "classes_at_best": best["classes"], "num_classes": self.num_classes,
             "wall_time_s": round(state["wall_time_s"], 2),
             "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
@@ -517,23 +614,20 @@ def _finished_result(out, recipe):
     return done
 
 
-def train_job(name, fold, savedir, *, epochs=None, batch_size=None, lr=None, seed=0,
-              max_train_per_class=None, scale_data=1.0, curriculum=None, curriculum_epochs=None,
-              distill=None, teacher=None, continue_from_file=None, checkpoint_every=1,
-              data_root="data", device=None, threads=None, progress=True, cuda_graph=False):
+def train_job(name, fold, savedir, *, teacher=None, continue_from_file=None, checkpoint_every=1,
+              data_root="data", device=None, threads=None, progress=True, cuda_graph=False, **recipe_options):
     """Train `name` folded `fold` times in `<savedir>/<name>/fold<fold>/` and return the
     result summary (also written to done.json). A finished job is skipped; an unfinished one
     continues from its current.pth (or from `continue_from_file`).
 
-    None means the config's recipe; `curriculum_epochs` overrides the curriculum's epochs per
-    step; `teacher` is the f = 1 model file to distill from (default:
+    `recipe_options` are resolve_recipe's (epochs, lr, init, train_bn, ...; the config's
+    recipe where left out); `teacher` is the f = 1 model file to distill from (default:
     `<savedir>/<name>/fold1/best.pth`, else `model_files/<name>.pth`). `threads` sets
     torch's CPU threads (a resumed run is bitwise equal to an uninterrupted one when both
     use the same count). `cuda_graph` replays each full batch's step from a CUDA graph.
     """
     session_start = time.perf_counter()
-    recipe = resolve_recipe(name, fold, epochs, batch_size, lr, seed, max_train_per_class, scale_data,
-                            curriculum, curriculum_epochs, distill)
+    recipe = resolve_recipe(name, fold, **recipe_options)
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every!r}")
     device = resolve_device(device)
@@ -580,6 +674,24 @@ def add_job_arguments(parser):
         help="curriculum epochs per step E (default: the config's, 60)")
     add("--distill", action=argparse.BooleanOptionalAction, default=None,
         help="train folded students on the logits of the trained f=1 model (default: folded CIFAR-10)")
+    add("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the config's)")
+    add("--augment", choices=sorted(AUGMENTATIONS), help="training augmentation (default: the config's)")
+    add("--init", choices=INITS, help="initialization: paper (Xavier/normal) or block (a folded model starts "
+        "as f independent per-image networks; default paper)")
+    add("--keep_blocks", "--keep-blocks", action=argparse.BooleanOptionalAction, default=None,
+        help="with --init block: the weights across images stay zero for the whole run, so the model "
+             "trains as f per-image networks (default off: training may mix them)")
+    add("--train_bn", "--train-bn", action=argparse.BooleanOptionalAction, default=None,
+        help="train with BatchNorm after each conv, folded into the convs when saved (default off)")
+    add("--lr_warmup_epochs", "--lr-warmup-epochs", type=finite_float,
+        help="epochs of linear learning-rate warm-up (default 0)")
+    add("--lr_decay", "--lr-decay", choices=LR_DECAYS, help="learning-rate decay over the run (default none)")
+    add("--distill_loss", "--distill-loss", choices=DISTILL_LOSSES,
+        help="distillation loss: mse on raw logits (the paper's) or kl on softened ones (default mse)")
+    add("--distill_temperature", "--distill-temperature", type=positive_float,
+        help="softmax temperature of --distill_loss kl (default 1)")
+    add("--distill_weight", "--distill-weight", type=fraction,
+        help="weight of the distillation loss; cross-entropy on the labels gets 1 - weight (default 1)")
     add("--teacher", help="teacher model file (default SAVEDIR/<dataset>/fold1/best.pth, else model_files/<dataset>.pth)")
     add("--checkpoint_every", "--checkpoint-every", type=positive_int,
         help="epochs between current.pth checkpoints (default 1)")
@@ -590,9 +702,8 @@ def add_job_arguments(parser):
     add("--no-progress", dest="progress", action="store_false", default=None, help="no tqdm bars")
 
 
-JOB_OPTIONS = ("epochs", "batch_size", "lr", "seed", "data_root", "scale_data", "max_train_per_class",
-               "curriculum", "curriculum_epochs", "distill", "teacher", "checkpoint_every", "device", "threads", "progress",
-               "cuda_graph")
+JOB_OPTIONS = RECIPE_OPTIONS + ("data_root", "teacher", "checkpoint_every", "device", "threads", "progress",
+                                "cuda_graph")
 
 
 def job_options(args):
@@ -614,6 +725,7 @@ def summary_rows(savedir):
         delta = d["test_top1"] - original[d["dataset"]] if d["dataset"] in original else None
         rows.append({"dataset": d["dataset"], "fold": d["fold"], "epochs": d["epochs"],
                      "best_val_top1": f"{d['best_val_top1']:.4f}", "test_top1": f"{d['test_top1']:.4f}",
+                     "test_images": d.get("test_images", ""),
                      "delta_vs_f1": "" if delta is None else f"{delta:+.4f}",
                      "wall_time_s": f"{d['wall_time_s']:.1f}", "train_images_per_s": f"{d['train_images_per_s']:.0f}"})
     return rows

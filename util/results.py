@@ -9,7 +9,7 @@ from pathlib import Path
 from util.errors import UserError
 from util.files import atomic_write_json, atomic_write_text
 
-SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "delta_vs_f1",
+SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1",
                    "wall_time_s", "train_images_per_s"]
 # The paper's nine columns (section 5 of the original system), then the backend that ran the row.
 PAPER_COLUMNS = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "FLOPs/sec", "TputNorm", "FLOPNorm"]
@@ -24,6 +24,14 @@ SUMMARY_KEY = ("dataset", "fold")
 RESULTS_TYPES = {"Trial": int, "Batch Size": int, "Fold": int, "Throughput": float, "FLOPs/sec": float,
                  "TputNorm": float, "FLOPNorm": float}
 RESULTS_KEY = ("Model", "Trial", "Batch Size", "Mode", "Fold")
+
+
+def wilson_interval(fraction, n, z=1.96):
+    """(low, high): the 95% Wilson score interval of a proportion `fraction` measured on n
+    images (an accuracy on 55 images is +-12 points, on 1,100 about +-1.5)."""
+    centre = (fraction + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 def _number(kind, text):

@@ -1,0 +1,161 @@
+"""Recipe options beyond the paper's: BatchNorm while training folded away at save, the
+block-diagonal init, warm-up and cosine decay, KL distillation, and a short real run with
+all of them whose saved model is the paper's architecture."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import models
+import train
+from datasets import game_synth
+from datasets.batches import load_job_data
+from fold_trainer import distillation_loss, evaluate, read_metrics, resolve_recipe, train_job
+from util.errors import UserError
+
+NAME = "apex-count"  # V2: small 19x25 images, 22 classes
+PLAIN_MODELS = ["lol-gold1", "sot-time", "night", "roundabout"]  # both families, 1 and 2 units / 2 and 4 convs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def trained_bn_model(name, fold):
+    """build_model(name, fold) with BatchNorm after each conv whose running statistics and
+    affine parameters are far from the identity (a few training-mode passes on shifted data)."""
+    torch.manual_seed(fold)
+    model = models.insert_batchnorm(models.build_model(name, fold))
+    shape = models.input_shape(name, fold)
+    with torch.no_grad():
+        for _ in range(3):
+            model(2 * torch.randn(8, *shape) + 0.5)
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3, 4])
+@pytest.mark.parametrize("name", PLAIN_MODELS)
+def test_batchnorm_folds_into_the_papers_architecture_with_equal_outputs(name, fold):
+    trained = trained_bn_model(name, fold)
+    plain = models.build_model(name, fold)
+    plain.load_state_dict(models.fold_batchnorm(trained).state_dict())  # strict: same keys and shapes
+    assert str(plain) == str(models.build_model(name, fold))  # same inference graph, no BatchNorm
+    x = torch.randn(4 * fold, *models.input_shape(name, fold))
+    with torch.no_grad():
+        expected, got = trained(x), plain.eval()(x)
+    assert expected.abs().max() > 0.01
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_is_refused_for_resnet():
+    with pytest.raises(Exception, match="BatchNorm already"):
+        models.insert_batchnorm(models.build_model("cifar10", 1))
+
+
+@pytest.mark.parametrize("fold", [2, 3, 4])
+@pytest.mark.parametrize("name", ["lol-gold1", "night"])
+def test_block_init_keeps_each_image_on_its_own_path(name, fold):
+    model = models.block_diagonal_(models.build_model(name, fold), fold)
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    groups = models.folding.channel_groups
+    cross = groups(first.out_channels, fold)[:, None] != groups(first.in_channels, fold)[None, :]
+    assert (first.weight[cross] == 0).all() and (first.weight[~cross] != 0).all()
+    # Changing image 1 of each group changes its own logits and nobody else's.
+    images = torch.randn(2 * fold, *models.input_shape(name, 1))
+    changed = images.clone()
+    changed[1::fold] = torch.randn_like(changed[1::fold])
+    with torch.no_grad():
+        before, after = (models.unfold_outputs(model(models.fold_inputs(x, fold)), fold) for x in (images, changed))
+    others = [i for i in range(2 * fold) if i % fold != 1]
+    assert torch.equal(before[others], after[others])
+    assert not torch.allclose(before[1::fold], after[1::fold])
+
+
+def test_block_init_scales_the_kept_weights_and_leaves_f1_alone():
+    torch.manual_seed(0)
+    reference = models.build_model("lol-gold1", 4)
+    torch.manual_seed(0)
+    blocked = models.block_diagonal_(models.build_model("lol-gold1", 4), 4)
+    kept = blocked[0].weight != 0
+    torch.testing.assert_close(blocked[0].weight[kept], 2 * reference[0].weight[kept])  # sqrt(4)
+    torch.manual_seed(0)
+    original = models.build_model("lol-gold1", 1)
+    torch.manual_seed(0)
+    unchanged = models.block_diagonal_(models.build_model("lol-gold1", 1), 1)
+    for a, b in zip(original.state_dict().values(), unchanged.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_kl_distillation_is_zero_at_the_teacher_and_keeps_its_gradient_scale():
+    torch.manual_seed(0)
+    teacher = 5 * torch.randn(16, 11)
+    assert distillation_loss(teacher, teacher, "kl", 4.0).abs() < 1e-6
+    grads = []
+    for temperature in (1.0, 4.0):
+        student = (teacher + 0.1 * torch.randn(16, 11)).requires_grad_()
+        distillation_loss(student, teacher, "kl", temperature).backward()
+        grads.append(student.grad.norm())
+    assert 0.2 < grads[1] / grads[0] < 5  # the T^2 factor: same order of magnitude
+    # The paper's MSE on raw logits is the default.
+    assert torch.isclose(distillation_loss(teacher + 1, teacher), torch.tensor(1.0))
+
+
+def test_the_paper_profile_keeps_every_new_option_off():
+    recipe = resolve_recipe("lol-gold1", 4, **{k: v for k, v in train.PROFILES["paper"].items()})
+    assert (recipe["init"], recipe["train_bn"], recipe["lr_warmup_epochs"], recipe["lr_decay"]) == \
+        ("paper", False, 0.0, "none")
+    assert recipe["optimizer"] == "adam" and recipe["lr"] == 1e-4 and recipe["distill"] is False
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    game_synth.generate(NAME, root, scale=0.02, seed=0, eval_scale=0.05)  # 20 train, 5 val/test per class
+    return root
+
+
+def test_a_short_run_with_every_option_saves_the_papers_model_and_its_recipe(data_root, tmp_path):
+    options = dict(epochs=3, batch_size=16, lr=2e-3, init="block", keep_blocks=True, train_bn=True,
+                   lr_warmup_epochs=1.0, lr_decay="cosine", curriculum=False, progress=False)
+    torch.save(models.build_model(NAME, 1).state_dict(), tmp_path / "teacher.pth")  # an f = 1 model
+    result = train_job(NAME, 2, tmp_path, data_root=data_root, distill=True, distill_loss="kl",
+                       distill_temperature=4.0, distill_weight=0.5, teacher=tmp_path / "teacher.pth", **options)
+    job = tmp_path / NAME / "fold2"
+    best = torch.load(job / "best.pth", weights_only=False)
+    current = torch.load(job / "current.pth", weights_only=False)
+    for recipe in (result["recipe"], best["recipe"], current["recipe"]):
+        assert {k: recipe[k] for k in ("init", "keep_blocks", "train_bn", "lr_warmup_epochs", "lr_decay", "distill",
+                                       "distill_loss", "distill_temperature", "distill_weight")} == \
+            {"init": "block", "keep_blocks": True, "train_bn": True, "lr_warmup_epochs": 1.0, "lr_decay": "cosine",
+             "distill": True, "distill_loss": "kl", "distill_temperature": 4.0, "distill_weight": 0.5}
+    assert any("running_mean" in k for k in current["model"])  # training state keeps its BatchNorm
+    model = models.build_model(NAME, 2)
+    model.load_state_dict(best["model"])  # the saved model is the paper's architecture
+    for weight, mask in models.folding.block_masks(model, 2).items():  # trained, still per-image paths
+        mask = mask.expand_as(weight)
+        assert (weight[mask == 0] == 0).all() and (weight[mask == 1] != 0).any()
+    _, val, _ = load_job_data(NAME, data_root, "cpu")
+    assert evaluate(model, val, 2)[0] == pytest.approx(result["best_val_top1"], abs=1e-9)
+    lrs = [float(row["lr"]) for row in read_metrics(job / "metrics.csv")]
+    assert lrs[0] == 0.0  # warm-up starts from zero
+    assert lrs[1] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi / 3)))  # then the cosine
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"keep_blocks": True}, "add --init block"),
+    ({"init": "diagonal"}, "unknown init 'diagonal'"),
+    ({"lr_decay": "cosine", "lr_warmup_epochs": 2000.0}, "lr_warmup_epochs must be"),
+    ({"distill": True, "distill_loss": "kl", "distill_temperature": 0.0}, "temperature > 0"),
+])
+def test_bad_recipe_options_are_clear_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        resolve_recipe("lol-gold1", 2, **options)
