@@ -32,8 +32,12 @@ gpu-check: venv
 	$(PY) -m scripts.gpu_check
 
 # Sizes of `make reproduce`; override on the command line, e.g. `make reproduce SCALE=0.2`.
+# SCALE sizes the generated game training sets (raised per task to MIN_TRAIN_PER_CLASS
+# images per class); validation and test sets are generated whole (EVAL_SCALE).
 SCALE     ?= 0.05
-DATASETS  ?=           # empty: V1-V4 and NoScope night (scripts/reproduce.py)
+MIN_TRAIN_PER_CLASS ?= 500
+EVAL_SCALE ?= 1
+DATASETS  ?=           # empty: V1, V2 and NoScope night (scripts/reproduce.py)
 FOLDS     ?= 1 2 3 4
 PROFILE   ?= quick
 DATA_ROOT ?= data
@@ -41,5 +45,6 @@ RESULTS   ?= results
 
 .PHONY: reproduce
 reproduce: venv
-	$(PY) -m scripts.reproduce --scale $(SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
+	$(PY) -m scripts.reproduce --scale $(SCALE) --min-train-per-class $(MIN_TRAIN_PER_CLASS) \
+	  --eval-scale $(EVAL_SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
 	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS)

@@ -305,9 +305,12 @@ def image_rng(seed, name, split, class_index, index):
 # ----------------------------------------------------------------------------------------
 # A whole dataset.
 
-def split_counts(cfg, scale):
-    """Images per class of each split: config data.per_class times `scale`, at least 1."""
-    return {s: max(1, int(round(cfg["data"]["per_class"][s] * scale))) for s in SPLITS}
+def split_counts(cfg, scale, eval_scale=None):
+    """Images per class of each split: config data.per_class times `scale` for train and
+    `eval_scale` (default: `scale`) for val and test, at least 1."""
+    eval_scale = scale if eval_scale is None else eval_scale
+    return {s: max(1, int(round(cfg["data"]["per_class"][s] * (scale if s == "train" else eval_scale))))
+            for s in SPLITS}
 
 
 def _render_chunk(job):
@@ -326,9 +329,9 @@ def _render_chunk(job):
     return rows
 
 
-def _params(cfg, scale, seed):
+def _params(cfg, scale, seed, eval_scale=None):
     return {"name": cfg["name"], "scale": scale, "seed": seed, "generator": GENERATOR_ID,
-            "per_class": split_counts(cfg, scale)}
+            "per_class": split_counts(cfg, scale, eval_scale)}
 
 
 OWNER = "datasets.game_synth"
@@ -349,7 +352,7 @@ def _read_marker(marker):
         return None
 
 
-def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False):
+def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False, eval_scale=None):
     """Write the synthetic dataset `name` to <out_root>/<name> and return that folder.
 
     A finished folder holds a `.complete` marker with the parameters; a call with the same
@@ -364,11 +367,13 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False):
                         f"{', '.join(game_task_names())}")
     if not (0 < scale < math.inf):
         raise UserError(f"--scale must be a positive number, got {scale}")
+    if eval_scale is not None and not (0 < eval_scale < math.inf):
+        raise UserError(f"--eval-scale must be a positive number, got {eval_scale}")
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     out_root = Path(out_root)
     final = out_root / cfg["name"]
-    params = _params(cfg, scale, seed)
+    params = _params(cfg, scale, seed, eval_scale)
     if _read_marker(final / ".complete") == params:
         return final
     check_output_dir(out_root)
@@ -377,7 +382,7 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False):
     partial = out_root / f"{cfg['name']}.partial"
     remove_owned_dir(partial, OWNER, owned, force)
     claim_dir(partial, OWNER)
-    counts = split_counts(cfg, scale)
+    counts = split_counts(cfg, scale, eval_scale)
     items = []
     for split in SPLITS:
         for class_index, cls in enumerate(cfg["classes"]):
@@ -442,6 +447,9 @@ def main(argv=None):
     parser.add_argument("name", help="task name or id (e.g. lol-gold1 or V1), or 'all'")
     parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="multiply the per-class image counts of the config (default 1)")
+    parser.add_argument("--eval-scale", type=positive_float, default=None,
+                        help="multiply the val and test counts instead (default: --scale); 1 keeps them "
+                             "whole, so that accuracies of small training sets are still measured on enough images")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="data", help="output root (default data/)")
     parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
@@ -450,7 +458,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = game_task_names() if args.name == "all" else [args.name]
     for name in names:
-        folder = generate(name, args.out, args.scale, args.seed, args.workers, args.force)
+        folder = generate(name, args.out, args.scale, args.seed, args.workers, args.force, args.eval_scale)
         print(f"{folder}: {sum(1 for _ in folder.glob('*/*/*.png'))} images, examples in {folder / 'examples.png'}")
 
 

@@ -24,7 +24,7 @@ from util.cascade import describe, max_latency_ratio
 from util.device import cpu_name
 from util.errors import cli_main
 from util.files import atomic_write_text, check_output_file
-from util.results import read_csv, read_results, read_summary
+from util.results import read_csv, read_results, read_summary, wilson_interval
 
 ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction",
                     "intensity", "ridge", "bound", "peak_flops", "bandwidth"]
@@ -38,6 +38,8 @@ def load_report_data(summary_csv, results_csv):
     # summary.csv holds fractions; the report speaks in percent, as the paper does
     accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): 100 * float(r["test_top1"])
                 for r in summary}
+    test_images = {(models.load_config(r["dataset"])["name"], int(r["fold"])): int(r["test_images"])
+                   for r in summary if r.get("test_images")}
     batch = max(int(r["Batch Size"]) for r in results)
     throughput, speedup = defaultdict(list), defaultdict(list)
     backends = sorted({r["Backend"] for r in results if r.get("Backend")})
@@ -47,8 +49,8 @@ def load_report_data(summary_csv, results_csv):
         key = (models.load_config(r["Model"])["name"], r["Mode"], int(r["Fold"]))
         throughput[key].append(float(r["Throughput"]))
         speedup[key].append(float(r["TputNorm"]))
-    return {"accuracy": accuracy, "throughput": dict(throughput), "speedup": dict(speedup), "batch": batch,
-            "backends": backends}
+    return {"accuracy": accuracy, "test_images": test_images, "throughput": dict(throughput),
+            "speedup": dict(speedup), "batch": batch, "backends": backends}
 
 
 def median_speedup(data, name, fold, mode="Folded"):
@@ -59,15 +61,19 @@ def median_speedup(data, name, fold, mode="Folded"):
 def accuracy_table(data):
     names = models.ordered_names(n for n, _ in data["accuracy"])
     folds = sorted({f for _, f in data["accuracy"] if f > 1})
-    head = ["Model", "Resolution", "Classes", "Original accuracy"]
+    head = ["Model", "Resolution", "Classes", "Test images", "Original accuracy"]
     for f in folds:
         head += [f"Folded (f={f}) accuracy", "Speedup"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         cfg = models.load_config(name)
         base = data["accuracy"].get((name, 1))
+        n = data["test_images"].get((name, 1))
         cells = [f"{cfg['id']} ({name})", f"({cfg['input']['height']}, {cfg['input']['width']})",
-                 str(len(cfg["classes"])), "-" if base is None else f"{base:.2f}"]
+                 str(len(cfg["classes"])), "-" if n is None else str(n), "-" if base is None else f"{base:.2f}"]
+        if base is not None and n:
+            low, high = wilson_interval(base / 100, n)
+            cells[-1] += f" ±{50 * (high - low):.1f}"
         for f in folds:
             acc = data["accuracy"].get((name, f))
             if acc is None:
@@ -212,6 +218,8 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
              f"original's in the same trial, batch {data['batch']} images"
              + (f" ({setting})." if setting else "."), "",
              "## Accuracy (layout of appendix table 3)", "", *accuracy_table(data), "",
+             "± is half the 95% interval of the original's accuracy on that many test images; the folded "
+             "accuracies carry about the same.", "",
              f"## Inference throughput (images/s, median over trials; batch {data['batch']}; "
              f"backend {', '.join(data['backends']) or backend})", "",
              *throughput_table(data), "",

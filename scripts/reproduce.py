@@ -14,6 +14,7 @@ Each step is the same command a user would type, printed before it runs. Every s
 finished work, so rerunning after an interruption continues where it stopped.
 """
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -21,21 +22,57 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 import datasets
 import models
+from datasets.game_synth import split_counts
+from fold_trainer import job_dir, read_metrics
 from util import backends
-from util.args import positive_float, positive_int
+from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
 
-DEFAULT_DATASETS = ["lol-gold1", "apex-count", "sot-coin", "sot-time", "night"]
+plt.switch_backend("Agg")  # files only
+
+# V1, one more game task and NoScope night: every cell of the report trained (about 30 min on 2 cores).
+DEFAULT_DATASETS = ["lol-gold1", "apex-count", "night"]
 # Inference settings per device: a GPU gets the paper's protocol, a CPU a short one.
 # The environment overrides them (e.g. `make reproduce TRIALS=3`).
 GPU_SWEEP = {"TRIALS": "3", "NUM_WARMUP": "100", "NUM_ITERATION": "2000"}
 CPU_SWEEP = {"TRIALS": "1", "NUM_WARMUP": "1", "NUM_ITERATION": "3"}
 REPO = Path(__file__).resolve().parent.parent  # every step runs from the repository root
+
+
+STUDY_CURVES = REPO / "docs" / "recipe_curves.png"
+
+
+def plot_learning_curves(runs, name, folds, data_root, path):
+    """Validation top-1 against training images seen of `name`'s jobs, one line per f."""
+    _, labels = datasets.load_split(name, "train", data_root)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for fold in folds:
+        job = job_dir(runs, name, fold)
+        if not (job / "done.json").is_file():
+            continue
+        cap = json.loads((job / "done.json").read_text())["recipe"]["max_train_per_class"]
+        rows = read_metrics(job / "metrics.csv")
+        seen, xs = 0, []
+        for row in rows:  # the images of the classes in training that epoch, whole groups of f
+            counts = labels[labels < int(row["classes"])].bincount()
+            seen += int(counts.clamp(max=cap or len(labels)).sum()) // fold * fold
+            xs.append(seen / 1000)
+        ax.plot(xs, [100 * float(r["val_top1"]) for r in rows], marker=".", label="original" if fold == 1 else f"f={fold}")
+    cfg = models.load_config(name)
+    ax.axhline(100 / len(cfg["classes"]), color="grey", lw=0.8)
+    ax.set(title=f"{cfg['id']} ({name}): validation top-1 while training; grey: chance",
+           xlabel="training images seen (thousands)", ylabel="top-1 (%)", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def step(title, command, env=None):
@@ -46,24 +83,46 @@ def step(title, command, env=None):
                         f"`make reproduce`: finished steps are reused")
 
 
-def make_data(names, scale, data_root):
+def game_scale(name, scale, min_train_per_class):
+    """The --scale of a game task: `scale`, raised so that training has at least
+    `min_train_per_class` images per class (capped at the full set)."""
+    per_class = models.load_config(name)["data"]["per_class"]["train"]
+    return min(1.0, max(float(scale), min_train_per_class / per_class))
+
+
+def make_data(names, scale, data_root, min_train_per_class=0, eval_scale=1.0):
     for name in names:
-        try:
+        cfg = models.load_config(name)
+        if cfg["family"] == "game" and not (Path(data_root) / cfg["data"]["source"]).is_dir():
+            make_game_data(cfg, scale, data_root, min_train_per_class, eval_scale)
+            continue
+        try:  # real data, or NoScope/CIFAR
             datasets.dataset_dir(name, data_root)
             print(f"==> data for {name}: found under {data_root}, reused", flush=True)
             continue
         except UserError:
             pass
-        family = models.load_config(name)["family"]
-        if family == "game":
-            step(f"generate {name}", [sys.executable, "-m", "datasets.game_synth", name,
-                                      "--scale", scale, "--out", data_root])
-        elif family == "noscope":
+        if cfg["family"] == "noscope":
             step(f"synthesize NoScope {name}", [sys.executable, "-m", "datasets.noscope_synth", name,
                                                 "--build", "--out", data_root])
         else:
             raise UserError(f"{name}: CIFAR cannot be downloaded here; put its files under {data_root} "
                             f"(see data/README.md) or leave it out of DATASETS")
+
+
+def make_game_data(cfg, scale, data_root, min_train_per_class, eval_scale):
+    """Synthetic data of a game task at these sizes: reused if there, else (re)generated."""
+    scale = game_scale(cfg["name"], scale, min_train_per_class)
+    marker = Path(data_root) / cfg["name"] / ".complete"
+    try:
+        found = json.loads(marker.read_text())["per_class"]
+    except (OSError, ValueError, KeyError, TypeError):  # none, or damaged: the generator decides
+        found = None
+    if found == split_counts(cfg, scale, eval_scale):
+        print(f"==> data for {cfg['name']}: found under {data_root}, reused", flush=True)
+        return
+    step(f"generate {cfg['name']}", [sys.executable, "-m", "datasets.game_synth", cfg["name"], "--scale",
+                                     f"{scale:g}", "--eval-scale", f"{eval_scale:g}", "--out", data_root])
 
 
 @cli_main
@@ -72,7 +131,13 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="default: %(default)s")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS), help="default: 1 2 3 4")
     parser.add_argument("--scale", type=positive_float, default=0.05,
-                        help="size of generated game data (default %(default)s)")
+                        help="size of generated game training sets (default %(default)s)")
+    parser.add_argument("--min-train-per-class", type=nonnegative_int, default=500,
+                        help="raise --scale per game task to at least this many training images per class "
+                             "(default %(default)s: V1 has it at scale 0.05, V2 needs 0.5)")
+    parser.add_argument("--eval-scale", type=positive_float, default=1.0,
+                        help="size of generated game val/test sets (default %(default)s: whole, so that "
+                             "accuracies are measured on 100-200 images per class whatever --scale)")
     parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
     parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
     parser.add_argument("--out", default="results", help="report folder (default %(default)s)")
@@ -83,12 +148,15 @@ def main(argv=None):
     out = check_output_dir(args.out, "results folder")
     check_output_dir(args.data_root, "data folder")
 
-    make_data(names, args.scale, args.data_root)
+    make_data(names, args.scale, args.data_root, args.min_train_per_class, args.eval_scale)
 
     runs = out / "runs"
     step("train", [sys.executable, "train.py", runs, "--datasets", *names, "--folds", *folds,
                    "--profile", args.profile, "--data-root", args.data_root])
     shutil.copyfile(runs / "summary.csv", out / "summary.csv")
+    plot_learning_curves(runs, names[0], folds, args.data_root, out / "learning_curves.png")
+    if STUDY_CURVES.is_file():  # the paper's recipe beside the quick one, from docs/recipe.md
+        shutil.copyfile(STUDY_CURVES, out / STUDY_CURVES.name)
 
     gpu = torch.cuda.is_available()
     backend = backends.default_backend("cuda" if gpu else "cpu")

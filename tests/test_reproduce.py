@@ -5,7 +5,7 @@ from tests.helpers import assert_clean_error, run_cli
 def test_pipeline_end_to_end_writes_a_report(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
     args = ["-m", "scripts.reproduce", "--datasets", "V2", "--folds", "2", "--scale", "0.01",
-            "--data-root", data, "--out", out]
+            "--min-train-per-class", "0", "--eval-scale", "0.02", "--data-root", data, "--out", out]
     env = {"NUM_ITERATION": "1", "ROOFLINE_BACKENDS": "eager onnxruntime"}
     proc = run_cli(*args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -18,9 +18,11 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     assert {row.split(",")[9] for row in results[1:]} == {"onnxruntime"}  # the fastest backend on a CPU
     report = (out / "REPORT.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| V2 (apex-count) | (19, 25) | 22 |"))
-    original, folded, speedup = (cell.strip() for cell in row.split("|")[4:7])
-    assert 0 <= float(original) <= 100 and "(" in folded and float(speedup) > 0
-    assert "figure7.png" in report and (out / "figure7.png").is_file()
+    images, original, folded, speedup = (cell.strip() for cell in row.split("|")[4:8])
+    assert images == "44"  # 2 test images per class at --eval-scale 0.02
+    assert 0 <= float(original.split(" ±")[0]) <= 100 and "(" in folded and float(speedup) > 0
+    for plot in ("figure7.png", "learning_curves.png"):
+        assert plot in report and (out / plot).is_file()
     assert "backend onnxruntime" in report and "## Roofline" in report and "![roofline](roofline.png)" in report
     assert (out / "roofline.png").is_file() and "Folding pays where" in report
 
