@@ -141,6 +141,8 @@ def write_doc(doc, plot, lines, command, budget):
         "over the test images. Wall times come from a CPU shared with other jobs: compare them within one",
         "run only.",
         "",
+        "Why these options, with the single runs that chose them: [recipe_notes.md](recipe_notes.md).",
+        "",
         "Options (each a set of fold_trainer.py flags):",
         "",
         *[f"- `{option}`: {DESCRIPTIONS[option]}" for option in OPTIONS],
