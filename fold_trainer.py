@@ -131,8 +131,8 @@ def resolve_recipe(name, fold, epochs=None, batch_size=None, lr=None, seed=0,
     _check_choice("distill_loss", distill_loss, DISTILL_LOSSES)
     if keep_blocks and init != "block":
         raise UserError("--keep_blocks keeps the block-diagonal init's structure: add --init block")
-    if not 0 <= lr_warmup_epochs < epochs:
-        raise UserError(f"lr_warmup_epochs must be >= 0 and below the {epochs} epochs, got {lr_warmup_epochs}")
+    if not 0 <= lr_warmup_epochs < math.inf:
+        raise UserError(f"lr_warmup_epochs must be >= 0, got {lr_warmup_epochs}")
     if lr_warmup_epochs and lr_decay == "none" and train["lr_schedule"] is not None:
         raise UserError(f"lr warm-up does not combine with {cfg['name']}'s step schedule; add --lr_decay cosine")
     if not distill_temperature > 0 or not 0 < distill_weight <= 1:

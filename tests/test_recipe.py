@@ -153,7 +153,7 @@ def test_a_short_run_with_every_option_saves_the_papers_model_and_its_recipe(dat
 @pytest.mark.parametrize("options, message", [
     ({"keep_blocks": True}, "add --init block"),
     ({"init": "diagonal"}, "unknown init 'diagonal'"),
-    ({"lr_decay": "cosine", "lr_warmup_epochs": 2000.0}, "lr_warmup_epochs must be"),
+    ({"lr_decay": "cosine", "lr_warmup_epochs": -1.0}, "lr_warmup_epochs must be >= 0"),
     ({"distill": True, "distill_loss": "kl", "distill_temperature": 0.0}, "temperature > 0"),
 ])
 def test_bad_recipe_options_are_clear_errors(options, message):
