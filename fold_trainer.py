@@ -32,6 +32,7 @@ import io
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +49,8 @@ from util.args import finite_float, fraction, nonnegative_int, positive_float, p
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
 from util.errors import UserError, cli_main
-from util.files import atomic_torch_save, atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file
+from util.files import (atomic_torch_save, atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file,
+                        exclusive_lock)
 from util.results import SUMMARY_COLUMNS
 
 EVAL_BATCH_IMAGES = 1024
@@ -66,6 +68,7 @@ INITS = ("paper", "block")
 LR_DECAYS = ("none", "cosine")
 DISTILL_LOSSES = ("mse", "kl")
 MODEL_FILES = Path(__file__).resolve().parent / "model_files"
+LOCK_FILE = ".lock"
 
 
 # ----------------------------------------------------------------------------------------
@@ -636,21 +639,24 @@ def train_job(name, fold, savedir, *, teacher=None, continue_from_file=None, che
     out = check_output_dir(job_dir(savedir, recipe["dataset"], fold), "job folder")
     for file in ("done.json", "current.pth", "best.pth", "metrics.csv"):
         check_output_file(out / file)
-    done = _finished_result(out, recipe) if continue_from_file is None else None
-    if done is not None:
-        return done
-    checkpoint = _resume_checkpoint(out, recipe, continue_from_file)
-    if threads is not None:
-        set_threads(threads)
-    with on_device(device):  # the job's GPU current, and a stream of its own
-        job = Job(recipe, out, savedir, teacher, data_root, device, session_start, cuda_graph)
-        if checkpoint is not None:
-            job.restore(checkpoint)
-        job.roll_back_files()
-        job.run(checkpoint_every, progress)
-    result = job.result()
-    atomic_write_json(out / "done.json", result)
-    return result
+    # One process per job folder: a second launch of the same job (a rerun while an old sweep
+    # still runs) fails in one line instead of both writing the same checkpoint.
+    with exclusive_lock(out / LOCK_FILE, f"the job folder {out}"):
+        done = _finished_result(out, recipe) if continue_from_file is None else None
+        if done is not None:
+            return done
+        checkpoint = _resume_checkpoint(out, recipe, continue_from_file)
+        if threads is not None:
+            set_threads(threads)
+        with on_device(device):  # the job's GPU current, and a stream of its own
+            job = Job(recipe, out, savedir, teacher, data_root, device, session_start, cuda_graph)
+            if checkpoint is not None:
+                job.restore(checkpoint)
+            job.roll_back_files()
+            job.run(checkpoint_every, progress)
+        result = job.result()
+        atomic_write_json(out / "done.json", result)
+        return result
 
 
 # ----------------------------------------------------------------------------------------
@@ -709,6 +715,28 @@ JOB_OPTIONS = RECIPE_OPTIONS + ("data_root", "teacher", "checkpoint_every", "dev
 def job_options(args):
     """train_job keyword arguments given on the command line (unset ones left out)."""
     return {key: getattr(args, key) for key in JOB_OPTIONS if getattr(args, key, None) is not None}
+
+
+def job_command(name, fold, savedir, options):
+    """The fold_trainer.py command line that runs train_job(name, fold, savedir, **options):
+    the inverse of job_options, for launchers that run each job as its own process."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_job_arguments(parser)
+    argv = [sys.executable, str(Path(__file__).resolve()), str(name), str(fold), str(savedir)]
+    for action in parser._actions:
+        value = options.get(action.dest)
+        if value is None:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+            argv.append(action.option_strings[0 if value else 1])
+        elif action.nargs == 0:  # store_true / store_false: the flag only when it changes the default
+            argv += [action.option_strings[0]] if value == action.const else []
+        else:
+            argv += [action.option_strings[0], str(value)]
+    unknown = set(options) - {action.dest for action in parser._actions}
+    if unknown:
+        raise UserError(f"no fold_trainer.py flag for {', '.join(sorted(unknown))}")
+    return argv
 
 
 # ----------------------------------------------------------------------------------------

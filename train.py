@@ -6,7 +6,16 @@
 
 Each job trains in SAVEDIR/<dataset>/fold<f>/ (see fold_trainer.py); f = 1 runs first, finished
 jobs are skipped and unfinished ones resume, so rerunning the command continues a sweep.
-SAVEDIR/summary.csv collects every finished job of SAVEDIR and is printed at the end.
+SAVEDIR/summary.csv collects every finished job of SAVEDIR; this process alone writes it, once
+at the end (also when interrupted), and prints it.
+
+Parallel sweeps (util/launch.py):
+    python train.py runs/quick --datasets V1 V2 --folds 1 2 --jobs 2       # 2 jobs at once here
+    python train.py runs/paper --profile paper --launcher slurm --partition gpu --jobs 48
+With --jobs N > 1 or --launcher slurm each job is its own `fold_trainer.py` process, logged
+to SAVEDIR/logs/ (local) or SAVEDIR/submitit/ (slurm). The jobs run in two waves: every
+f = 1 job, then the folded jobs, which distill from their f = 1 model. A failed job is
+reported with its log; the others still finish.
 
 Profiles: `paper` is the original recipe of each config (the original FoldedCNNs
 repository: batch 32, 1500 epochs for game models, curriculum E = 60, ...). `quick` (the
@@ -25,11 +34,12 @@ import torch
 
 import datasets
 import models
-from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_options, resolve_recipe,
-                          teacher_candidates, train_job, write_summary)
+from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_command, job_options,
+                          resolve_recipe, teacher_candidates, train_job, write_summary)
 from util.args import positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
+from util.launch import Job, add_launcher_arguments, cpu_slots, gpu_slots, run_jobs, submitit_parameters
 
 # -----------------------------------------------------------------------------------------
 # Defaults. Edit here, or override any field on the command line.
@@ -64,12 +74,11 @@ def plan_jobs(names, folds, savedir, options):
     are validated and the data must exist, so that a typo fails before hours of training."""
     if not names or not folds:
         raise UserError("nothing to train: give at least one dataset and one fold")
-    recipe_options = {k: v for k, v in options.items() if k in RECIPE_OPTIONS}
     jobs = []
     for name in dict.fromkeys(models.load_config(n)["name"] for n in names):
         datasets.dataset_dir(name, options["data_root"])
         name_folds = sorted(set(folds))
-        distills = any(resolve_recipe(name, f, **recipe_options)["distill"] for f in name_folds)
+        distills = any(distills_from_f1(name, f, options) for f in name_folds)
         has_teacher = options.get("teacher") or any(p.is_file() for p in teacher_candidates(name, savedir))
         if distills and 1 not in name_folds and not has_teacher:
             print(f"{name}: folded jobs distill from the f=1 model, which is not trained yet: training it first")
@@ -88,6 +97,7 @@ def main(datasets_to_run, folds, argv=None):
     parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                         help=f"recipe profile (default here: {DEFAULT_PROFILE}; paper with a GPU, quick without)")
     add_job_arguments(parser)
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     overrides = job_options(args)
     options = {"data_root": data_root, **PROFILES[args.profile], **overrides}
@@ -101,14 +111,66 @@ def main(datasets_to_run, folds, argv=None):
           + f"; {len(jobs)} jobs")
 
     started = time.perf_counter()
-    for i, (name, fold) in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {name} f={fold}")
-        train_job(name, fold, args.savedir, **options)
-        write_summary(args.savedir)
-    table = write_summary(args.savedir)
+    failures = {}
+    try:
+        if args.launcher == "local" and args.jobs == 1:
+            for i, (name, fold) in enumerate(jobs, 1):
+                print(f"[{i}/{len(jobs)}] {name} f={fold}")
+                train_job(name, fold, args.savedir, **options)
+        else:
+            failures = launch_jobs(jobs, args, options)
+    finally:
+        table = write_summary(args.savedir)  # once, by this process only, from every finished job
     print(f"\n{Path(args.savedir) / 'summary.csv'} (this sweep took {format_seconds(time.perf_counter() - started)}):")
     print(table)
+    if failures:
+        raise UserError(f"{len(failures)} of {len(jobs)} jobs did not finish: "
+                        + "; ".join(f"{job}: {why}" for job, why in failures.items()))
 
+
+def distills_from_f1(name, fold, options):
+    return resolve_recipe(name, fold, **{k: v for k, v in options.items() if k in RECIPE_OPTIONS})["distill"]
+
+
+def job_slots(args, options):
+    """Local slots (environment per concurrent job) and the options the jobs then run with:
+    one GPU per job where there are GPUs, else the CPU threads split between the jobs."""
+    if args.launcher != "local":
+        return None, options
+    device = options.get("device")
+    gpus = torch.cuda.device_count() if device in (None, "cuda") else 0
+    if gpus:
+        slots = gpu_slots(args.jobs, gpus)
+        print(f"{len(slots)} jobs at once, one per GPU (CUDA_VISIBLE_DEVICES)")
+        return slots, options
+    if device is not None and device.startswith("cuda:"):
+        raise UserError(f"--device {device} pins every job to one GPU; with --jobs, drop --device "
+                        "and each job gets a GPU of its own")
+    slots, threads = cpu_slots(args.jobs, options.get("threads"))
+    print(f"{len(slots)} jobs at once on the CPU, {threads} thread{'s' if threads > 1 else ''} each")
+    return slots, {**options, "threads": threads}
+
+
+def launch_jobs(jobs, args, options):
+    """Run every job as its own fold_trainer.py process in two waves, every f = 1 job and then
+    the folded ones, so a folded job that distills finds its teacher's best.pth (plain waves
+    work the same on every launcher, where Slurm dependencies would not). Returns failures."""
+    savedir = Path(args.savedir)
+    slots, options = job_slots(args, options)
+    options = {**options, "progress": False}  # logs, not bars; the launcher shows a bar over jobs
+    parameters = submitit_parameters(args) if args.launcher != "local" else None
+    failures = {}
+    for wave in ([j for j in jobs if j[1] == 1], [j for j in jobs if j[1] != 1]):
+        runnable = []
+        for name, fold in wave:
+            if fold != 1 and f"{name} f=1" in failures and distills_from_f1(name, fold, options):
+                failures[f"{name} f={fold}"] = "not run, as its f=1 teacher did not finish"
+                continue
+            runnable.append(Job(f"{name} f={fold}", job_command(name, fold, args.savedir, options),
+                                savedir / "logs" / f"{name}-f{fold}.log"))
+        failures.update(run_jobs(runnable, args.launcher, slots=slots, submitit_folder=savedir / "submitit",
+                                 parameters=parameters))
+    return failures
 
 if __name__ == "__main__":
     datasets_to_run = models.model_names()  # edit to train fewer, e.g. ["lol-gold1", "apex-count"]

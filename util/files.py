@@ -8,6 +8,7 @@ folders carry an owner mark (`claim_dir`): a generator replaces only a folder wi
 that holds nothing but its own files (`remove_owned_dir`), never a folder of the user's.
 """
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -95,6 +96,28 @@ def atomic_torch_save(obj, path):
 
 # ----------------------------------------------------------------------------------------
 # Folders a generator owns.
+
+@contextlib.contextmanager
+def exclusive_lock(path, what):
+    """Hold an exclusive lock on the file `path` (holding this process's pid) for the block; a
+    UserError naming `what` if another process holds it. The system drops the lock when its
+    process ends, however it ends, so a killed run never leaves a stale lock behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            raise UserError(f"{what} is in use by another process{f' (pid {pid})' if pid else ''}: "
+                            "wait for it to end, or stop it, then rerun") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
 
 def claim_dir(path, owner):
     """Create the new folder `path` and mark it as written by `owner`."""
