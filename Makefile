@@ -42,9 +42,10 @@ FOLDS     ?= 1 2 3 4
 PROFILE   ?= quick
 DATA_ROOT ?= data
 RESULTS   ?= results
+JOBS      ?=           # empty: training jobs at once, one per CPU core without a GPU, else 1
 
 .PHONY: reproduce
 reproduce: venv
 	$(PY) -m scripts.reproduce --scale $(SCALE) --min-train-per-class $(MIN_TRAIN_PER_CLASS) \
 	  --eval-scale $(EVAL_SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
-	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS)
+	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS) $(if $(strip $(JOBS)),--jobs $(JOBS))

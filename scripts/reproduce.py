@@ -1,11 +1,11 @@
 """`make reproduce`: the paper end to end at a size this machine can afford.
 
     python -m scripts.reproduce [--datasets ...] [--folds 1 2 3 4] [--scale 0.05]
-                                [--profile quick|paper] [--data-root data] [--out results]
+                                [--profile quick|paper] [--data-root data] [--out results] [--jobs N]
 
 1. makes the data that is missing (game tasks with datasets.game_synth, NoScope tasks with
    datasets.noscope_synth; real data under --data-root is used as it is),
-2. trains the original and folded models (train.py, the chosen profile),
+2. trains the original and folded models (train.py, the chosen profile, --jobs at once),
 3. measures inference throughput on the fastest backend here (run_inference.sh),
 4. measures the roofline: the machine's peaks and every backend's place under them
    (scripts.roofline; ROOFLINE_BACKENDS="eager onnxruntime" in the environment picks backends),
@@ -141,6 +141,9 @@ def main(argv=None):
     parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
     parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
     parser.add_argument("--out", default="results", help="report folder (default %(default)s)")
+    parser.add_argument("--jobs", type=positive_int, default=1 if torch.cuda.is_available() else os.cpu_count() or 1,
+                        help="training jobs at once (train.py --jobs; default: one per CPU core without a GPU, "
+                             "where each quick job uses one thread, else 1)")
     args = parser.parse_args(argv)
     names = [models.load_config(n)["name"] for n in args.datasets]
     folds = sorted(set(args.folds) | {1})  # speedups and accuracy changes are relative to f = 1
@@ -152,7 +155,7 @@ def main(argv=None):
 
     runs = out / "runs"
     step("train", [sys.executable, "train.py", runs, "--datasets", *names, "--folds", *folds,
-                   "--profile", args.profile, "--data-root", args.data_root])
+                   "--profile", args.profile, "--data-root", args.data_root, "--jobs", args.jobs])
     shutil.copyfile(runs / "summary.csv", out / "summary.csv")
     plot_learning_curves(runs, names[0], folds, args.data_root, out / "learning_curves.png")
     if STUDY_CURVES.is_file():  # the paper's recipe beside the quick one, from docs/recipe.md
