@@ -16,21 +16,20 @@ import argparse
 import csv
 import statistics
 
-import matplotlib
+import matplotlib.pyplot as plt
 import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import models
+from infer import BYTES_PER_ELEMENT, Prepared, build_workload, images_per_second
+from util import backends
+from util.arith_intensity import model_intensity
+from util.device import device_name, resolve_device, set_threads
+from util.args import nonnegative_int, positive_int
+from util.errors import cli_main
+from util.files import atomic_write_text, check_output_dir
+from util.roofline import copy_bandwidth, matmul_probe, median_seconds, roofline_point
 
-import models  # noqa: E402
-from infer import BYTES_PER_ELEMENT, Prepared, build_workload, images_per_second  # noqa: E402
-from util import backends  # noqa: E402
-from util.arith_intensity import model_intensity  # noqa: E402
-from util.device import device_name, resolve_device, set_threads  # noqa: E402
-from util.args import nonnegative_int, positive_int  # noqa: E402
-from util.errors import cli_main  # noqa: E402
-from util.files import atomic_write_text, check_output_dir  # noqa: E402
-from util.roofline import copy_bandwidth, matmul_probe, median_seconds, roofline_point  # noqa: E402
+plt.switch_backend("Agg")  # files only
 
 COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction", "intensity",
            "ridge", "bound", "peak_flops", "bandwidth"]

@@ -11,3 +11,13 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def repo():
     return REPO
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny training runs are faster on one thread, and much faster when other jobs share
+    the CPU; a module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ NAME = "apex-count"  # V2: small 19x25 images, 22 classes
 PLAIN_MODELS = ["lol-gold1", "sot-time", "night", "roundabout"]  # both families, 1 and 2 units / 2 and 4 convs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_bn_model(name, fold):

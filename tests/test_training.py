@@ -28,13 +28,7 @@ F2 = dict(epochs=16, batch_size=16, lr=5e-4, curriculum=False, progress=False, d
 TINY = dict(max_train_per_class=20, batch_size=16, lr=1e-3, curriculum_epochs=1, progress=False, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny models train faster on one thread, and much faster when other jobs share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
