@@ -160,7 +160,8 @@ def launch_jobs(jobs, args, options):
     options = {**options, "progress": False}  # logs, not bars; the launcher shows a bar over jobs
     parameters = submitit_parameters(args) if args.launcher != "local" else None
     failures = {}
-    for wave in ([j for j in jobs if j[1] == 1], [j for j in jobs if j[1] != 1]):
+    waves = {"f=1 jobs": [j for j in jobs if j[1] == 1], "folded jobs": [j for j in jobs if j[1] != 1]}
+    for desc, wave in waves.items():
         runnable = []
         for name, fold in wave:
             if fold != 1 and f"{name} f=1" in failures and distills_from_f1(name, fold, options):
@@ -169,7 +170,7 @@ def launch_jobs(jobs, args, options):
             runnable.append(Job(f"{name} f={fold}", job_command(name, fold, args.savedir, options),
                                 savedir / "logs" / f"{name}-f{fold}.log"))
         failures.update(run_jobs(runnable, args.launcher, slots=slots, submitit_folder=savedir / "submitit",
-                                 parameters=parameters))
+                                 parameters=parameters, desc=desc))
     return failures
 
 if __name__ == "__main__":

@@ -258,6 +258,7 @@ def test_train_py_runs_a_sweep_skips_finished_jobs_and_writes_the_summary(data_r
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout.index("apex-count f=1") < first.stdout.index("apex-count f=2")
+    assert "profile quick: epochs=1, " in first.stdout  # the header shows the --epochs that overrode the profile's
     summary = (tmp_path / "summary.csv").read_text().splitlines()
     assert summary[0] == "dataset,fold,epochs,best_val_top1,test_top1,test_images,delta_vs_f1,wall_time_s,train_images_per_s"
     assert [line.split(",")[:3] for line in summary[1:]] == [[NAME, "1", "1"], [NAME, "2", "1"]]

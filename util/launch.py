@@ -79,14 +79,15 @@ def submitit_parameters(args):
     return parameters
 
 
-def run_jobs(jobs, launcher, *, slots=None, submitit_folder=None, parameters=None, cwd=None):
-    """Run `jobs` and wait for all of them; returns {job name: failure message naming its log}."""
+def run_jobs(jobs, launcher, *, slots=None, submitit_folder=None, parameters=None, cwd=None, desc="jobs"):
+    """Run `jobs` and wait for all of them, with a progress bar over jobs titled `desc`;
+    returns {job name: failure message naming its log}."""
     if not jobs:
         return {}
     if launcher == "local":
-        return _run_local(jobs, slots or [{}], cwd)
+        return _run_local(jobs, slots or [{}], cwd, desc)
     return _run_submitit(jobs, "local" if launcher == "submitit-local" else "slurm",
-                         submitit_folder, parameters or {}, cwd)
+                         submitit_folder, parameters or {}, cwd, desc)
 
 
 def _report(bar, job, failure):
@@ -94,9 +95,9 @@ def _report(bar, job, failure):
     bar.write(f"{job.name}: " + (f"failed ({failure})" if failure else "done"))
 
 
-def _run_local(jobs, slots, cwd):
+def _run_local(jobs, slots, cwd, desc):
     pending, running, failures = list(jobs), {}, {}  # running: slot -> (job, process, log file)
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job")
+    bar = tqdm(total=len(jobs), desc=desc, unit="job")
     try:
         while pending or running:
             for slot, extra_env in enumerate(slots):
@@ -141,7 +142,7 @@ def _stop(running):
         log.close()
 
 
-def _run_submitit(jobs, cluster, folder, parameters, cwd):
+def _run_submitit(jobs, cluster, folder, parameters, cwd, desc):
     try:
         import submitit
     except ImportError:
@@ -154,7 +155,7 @@ def _run_submitit(jobs, cluster, folder, parameters, cwd):
         handles = [executor.submit(submitit.helpers.CommandFunction(job.command, cwd=cwd)) for job in jobs]
     print(f"submitted {len(handles)} jobs ({cluster}): {', '.join(h.job_id for h in handles)}; logs in {folder}")
     failures, waiting = {}, dict(zip(handles, jobs))
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job")
+    bar = tqdm(total=len(jobs), desc=desc, unit="job")
     try:
         while waiting:
             time.sleep(POLL_SECONDS)
