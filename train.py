@@ -39,7 +39,8 @@ from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job
 from util.args import positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
-from util.launch import Job, add_launcher_arguments, cpu_slots, gpu_slots, run_jobs, submitit_parameters
+from util.launch import (Job, add_launcher_arguments, check_launcher, cpu_slots, gpu_slots, run_jobs,
+                         submitit_parameters)
 
 # -----------------------------------------------------------------------------------------
 # Defaults. Edit here, or override any field on the command line.
@@ -102,7 +103,9 @@ def main(datasets_to_run, folds, argv=None):
     overrides = job_options(args)
     options = {"data_root": data_root, **PROFILES[args.profile], **overrides}
     check_output_dir(args.savedir, "SAVEDIR")
+    check_launcher(args.launcher)
     jobs = plan_jobs(args.datasets, args.folds, args.savedir, options)
+    Path(args.savedir).mkdir(parents=True, exist_ok=True)  # summary.csv is written even if no job finishes
     # What the jobs run with: the profile's fields and the recipe options given on the command line.
     shown = dict.fromkeys([*PROFILES[args.profile], *(k for k in overrides if k in RECIPE_OPTIONS)])
     settings = ", ".join(f"{k}={options[k]}" for k in shown) or "config recipes"

@@ -5,6 +5,7 @@ without retraining its finished jobs; a failed job is reported with its log."""
 import argparse
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import fold_trainer
 import train
 from datasets import game_synth
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_clean_error, run_cli
 from util.files import exclusive_lock
 
 DATASETS = ["lol-gold1", "apex-count"]  # V1 and V2
@@ -112,3 +113,10 @@ def test_bad_launcher_flags_are_one_line_errors(data_root, tmp_path, flags, mess
     proc = run_cli("train.py", tmp_path, *SWEEP, "--data-root", data_root, *flags)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is installed here")
+def test_slurm_launcher_without_slurm_names_the_login_node_and_submitit_local(data_root, tmp_path):
+    proc = run_cli("train.py", tmp_path / "runs", *SWEEP, "--data-root", data_root, "--launcher", "slurm")
+    assert_clean_error(proc, "--launcher slurm needs Slurm's sbatch", "--launcher submitit-local")
+    assert not (tmp_path / "runs").exists()  # nothing was started

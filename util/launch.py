@@ -11,8 +11,10 @@ the commands do.
 
 A failed job is reported with its log path and the others still run.
 """
+import importlib.util
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -79,6 +81,18 @@ def submitit_parameters(args):
     return parameters
 
 
+def check_launcher(launcher):
+    """A UserError, before any job runs, if this machine cannot use `launcher`."""
+    if launcher == "local":
+        return
+    if importlib.util.find_spec("submitit") is None:
+        raise UserError(f"--launcher {launcher} needs submitit: pip install submitit (it is in requirements.txt)")
+    missing = [tool for tool in ("sbatch", "srun") if launcher == "slurm" and shutil.which(tool) is None]
+    if missing:
+        raise UserError(f"--launcher slurm needs Slurm's {' and '.join(missing)} on PATH: run train.py on the "
+                        "cluster's login node (--launcher submitit-local tries the same submission here)")
+
+
 def run_jobs(jobs, launcher, *, slots=None, submitit_folder=None, parameters=None, cwd=None, desc="jobs"):
     """Run `jobs` and wait for all of them, with a progress bar over jobs titled `desc`;
     returns {job name: failure message naming its log}."""
@@ -143,16 +157,18 @@ def _stop(running):
 
 
 def _run_submitit(jobs, cluster, folder, parameters, cwd, desc):
-    try:
-        import submitit
-    except ImportError:
-        raise UserError("--launcher slurm needs submitit: pip install submitit (it is in requirements.txt)") from None
+    import submitit
+
     if cluster == "local":
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
-    executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cluster)
-    executor.update_parameters(**parameters)
-    with executor.batch():  # one job array: --jobs caps how many of its jobs run at once
-        handles = [executor.submit(submitit.helpers.CommandFunction(job.command, cwd=cwd)) for job in jobs]
+    try:
+        executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cluster)
+        executor.update_parameters(**parameters)
+        with executor.batch():  # one job array: --jobs caps how many of its jobs run at once
+            handles = [executor.submit(submitit.helpers.CommandFunction(job.command, cwd=cwd)) for job in jobs]
+    except Exception as err:  # sbatch refused (bad partition, account, option): its message says why
+        message = " ".join(str(err).split())
+        raise UserError(f"submitting the jobs to {cluster} failed: {message}") from None
     print(f"submitted {len(handles)} jobs ({cluster}): {', '.join(h.job_id for h in handles)}; logs in {folder}")
     failures, waiting = {}, dict(zip(handles, jobs))
     bar = tqdm(total=len(jobs), desc=desc, unit="job")
