@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from util.args import positive_int
+from util.args import nonnegative_int, positive_int
 from util.errors import UserError
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -39,7 +39,7 @@ class Job:
 
 
 def add_launcher_arguments(parser):
-    group = parser.add_argument_group("launching jobs (see README: Sweeps on a Slurm cluster)")
+    group = parser.add_argument_group("launching jobs (see README: Sweeps in parallel, and on a Slurm cluster)")
     add = group.add_argument
     add("--launcher", choices=LAUNCHERS, default="local",
         help="local: on this machine (default); slurm: submit each job through submitit; "
@@ -51,7 +51,7 @@ def add_launcher_arguments(parser):
     add("--account", help="slurm: account to charge (default: the user's)")
     add("--time", dest="time_min", type=positive_int, default=4320,
         help="slurm: time limit of each job in minutes (default 4320, 3 days)")
-    add("--gpus-per-job", "--gpus_per_job", dest="gpus_per_job", type=int, default=1,
+    add("--gpus-per-job", "--gpus_per_job", dest="gpus_per_job", type=nonnegative_int, default=1,
         help="slurm: GPUs per job (default 1)")
     add("--cpus-per-job", "--cpus_per_job", dest="cpus_per_job", type=positive_int, default=4,
         help="slurm: CPU cores per job (default 4; data loading is on the GPU, so few are needed)")
@@ -63,8 +63,6 @@ def add_launcher_arguments(parser):
 
 def submitit_parameters(args):
     """The executor parameters of the launcher flags (slurm_* ones are ignored by `submitit-local`)."""
-    if args.gpus_per_job < 0:
-        raise UserError(f"--gpus-per-job must be 0 or more, got {args.gpus_per_job}")
     extra = {}
     for option in args.slurm_options:
         key, sep, value = option.partition("=")
@@ -87,8 +85,8 @@ def check_launcher(launcher):
         return
     if importlib.util.find_spec("submitit") is None:
         raise UserError(f"--launcher {launcher} needs submitit: pip install submitit (it is in requirements.txt)")
-    missing = [tool for tool in ("sbatch", "srun") if launcher == "slurm" and shutil.which(tool) is None]
-    if missing:
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if launcher == "slurm" and missing:
         raise UserError(f"--launcher slurm needs Slurm's {' and '.join(missing)} on PATH: run train.py on the "
                         "cluster's login node (--launcher submitit-local tries the same submission here)")
 
