@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 import models
 from models import FOLDS, occam
@@ -113,18 +114,14 @@ def partition_table(layers, plan):
 
 
 def capacities(requested):
-    """(name, bytes) of the capacities of the summary: the requested one, this CPU's L2, an H100's."""
-    named = {f"--capacity {human(requested)}": requested}
+    """(name, bytes) of the capacities of the summary: the requested one (unless it is one of
+    the others), this CPU's L2 per core and an H100's L2, smallest first."""
+    named = {H100_L2: "H100 L2 (50 MB)"}
     l2 = cache_bytes(2)
     if l2:
-        named[f"this CPU's L2 ({human(l2)})"] = l2
-    named["H100 L2 (50 MB)"] = H100_L2
-    seen, unique = set(), []
-    for name, size in named.items():
-        if size not in seen:
-            seen.add(size)
-            unique.append((name, size))
-    return unique
+        named[l2] = f"this CPU's L2 ({human(l2)})"
+    named.setdefault(requested, f"--capacity {human(requested)}")
+    return [(name, size) for size, name in sorted(named.items())]
 
 
 def summary_rows(name, sizes, batch, bpe):
@@ -174,6 +171,9 @@ def plot_traffic(names, batch, bpe, path):
         cfg = models.load_config(name)
         ax.set(xscale="log", yscale="log", xlabel="on-chip capacity (MiB)", ylabel="off-chip traffic per image (KiB)",
                title=f"{cfg['id']} ({cfg['name']})")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not powers of ten
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"OCCAM's optimal partitioning: batch {batch}, {bpe} bytes per element; CPU: {cpu_name()}",

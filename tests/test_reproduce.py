@@ -25,6 +25,8 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
         assert plot in report and (out / plot).is_file()
     assert "backend onnxruntime" in report and "## Roofline" in report and "![roofline](roofline.png)" in report
     assert (out / "roofline.png").is_file() and "Folding pays where" in report
+    assert "## Related systems: OCCAM's optimal partitioning" in report and "![occam](occam.png)" in report
+    assert "| V2 | 2 | 1" in report and "## Related systems: ReLU sparsity" in report  # both tables
 
     # a rerun reuses every finished step: same summary, no new inference rows
     again = run_cli(*args, env=env)
