@@ -13,6 +13,7 @@ import models
 from models import occam
 from scripts import occam as occam_tool
 from util.arith_intensity import layer_costs
+from util.cpu_cache import cache_bytes
 from util.errors import UserError
 
 
@@ -166,3 +167,14 @@ def test_occam_tool_errors_are_one_line(capsys, args, message):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and message in err.strip().splitlines()[-1], err
 
+
+
+def test_cache_sizes_from_a_sysfs_tree(tmp_path):
+    for index, (level, kind, size) in enumerate([(1, "Data", "32K"), (1, "Instruction", "32K"),
+                                                 (2, "Unified", "1024K"), (3, "Unified", "32768K")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    assert cache_bytes(1, tmp_path) == 32 * 1024 and cache_bytes(2, tmp_path) == 2 ** 20
+    assert cache_bytes(3, tmp_path) == 32 * 2 ** 20 and cache_bytes(2, tmp_path / "none") is None
