@@ -20,6 +20,7 @@ import torch
 import models
 from models import FOLDS
 from models.flops import folded_model_intensity
+from models.sparsity import compare_folds
 from util.cascade import describe, max_latency_ratio
 from util.device import cpu_name
 from util.errors import cli_main
@@ -182,6 +183,84 @@ def roofline_summary(rows):
     return [first + " " + second]
 
 
+OCCAM_COLUMNS = ["model", "fold", "capacity_name", "capacity_bytes", "traffic_per_image", "layerwise_per_image",
+                 "intensity", "eq3_intensity"]
+SPARSITY_COLUMNS = ["model", "fold", "test_images", "zero_share", "relu_zero_shares", "dense_per_image",
+                    "sparse_per_image", "reduction"]
+
+
+def _spread(values, unit="x"):
+    low, high = min(values), max(values)
+    return f"{low:.1f}{unit}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}{unit}"
+
+
+def occam_lines(path):
+    """OCCAM's partitioning from scripts.occam's CSV: a table and one sentence from its numbers."""
+    rows = read_csv(path, OCCAM_COLUMNS, "run python -m scripts.occam MODEL ... --out FOLDER first")
+    caps = sorted({(int(r["capacity_bytes"]), r["capacity_name"]) for r in rows})
+    cell = {(r["model"], int(r["fold"]), int(r["capacity_bytes"])): r for r in rows}
+    keys = sorted({(r["model"], int(r["fold"])) for r in rows}, key=lambda k: (models.name_rank(
+        models.load_config(k[0])["name"]), k[1]))
+    lines = ["## Related systems: OCCAM's optimal partitioning", "",
+             "Off-chip traffic per image (KiB) when OCCAM's dynamic program fuses runs of layers whose dependence "
+             "closure fits on chip (models/occam.py states the traffic model), and the arithmetic intensity "
+             "(FLOP/byte) that gives, beside the paper's eq. 3 intensity; batch and precision as in eq. 3 above.", "",
+             "| Model | f | eq. 3 intensity | layer by layer (KiB/image) | "
+             + " | ".join(f"OCCAM at {name}: KiB/image (intensity)" for _, name in caps) + " |",
+             "|---|---|---|---|" + "---|" * len(caps)]
+    for model, fold in keys:
+        first = cell[(model, fold, caps[0][0])]
+        cells = [model, str(fold), f"{float(first['eq3_intensity']):.1f}", f"{float(first['layerwise_per_image']) / 1024:.1f}"]
+        cells += [f"{float(cell[(model, fold, c)]['traffic_per_image']) / 1024:.1f} "
+                  f"({float(cell[(model, fold, c)]['intensity']):,.0f})" for c, _ in caps]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + ["", occam_sentence(cell, keys, caps[0]), ""]
+
+
+def occam_sentence(cell, keys, capacity):
+    size, name = capacity
+    top = max(fold for _, fold in keys)
+    names = sorted({m for m, f in keys if f == 1 and (m, top) in keys})
+    if top == 1 or not names:
+        return "Only f = 1 was analysed, so folding and OCCAM are not compared."
+    fold_gain = [float(cell[(m, top, size)]["eq3_intensity"]) / float(cell[(m, 1, size)]["eq3_intensity"]) for m in names]
+    occam_gain = [float(cell[(m, 1, size)]["layerwise_per_image"]) / float(cell[(m, 1, size)]["traffic_per_image"])
+                  for m in names]
+    on_top = [float(cell[(m, top, size)]["intensity"]) / float(cell[(m, 1, size)]["intensity"]) for m in names]
+    verdict = ("so once the intermediates stay on chip folding adds less than it gains alone" if max(on_top) < min(fold_gain)
+               else "so the two compound")
+    return (f"At {name}, OCCAM's partitioning alone moves {_spread(occam_gain)} less data per image than running "
+            f"the original models layer by layer, while folding to f={top} alone raises eq. 3 intensity "
+            f"{_spread(fold_gain)}; on top of OCCAM, folding to f={top} changes the intensity by {_spread(on_top)}, "
+            f"{verdict}.")
+
+
+def sparsity_lines(path):
+    """ReLU sparsity from scripts.relu_sparsity's CSV: a table and one sentence from its numbers."""
+    rows = read_csv(path, SPARSITY_COLUMNS, "run python -m scripts.relu_sparsity RUN_DIR --out FOLDER first")
+    lines = ["## Related systems: ReLU sparsity (predictive layer fusion)", "",
+             "Share of zeros after each ReLU on the test split, and multiplications per image when zero activations "
+             "are skipped (models/sparsity.py) against the dense count (models/flops.py).", "",
+             "| Model | f | Test images | Zeros after each ReLU (%) | All ReLUs | Dense (M/image) | Zeros skipped "
+             "(M/image) | Fewer |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shares = " / ".join(f"{100 * float(x):.0f}" for x in r["relu_zero_shares"].split())
+        lines.append(f"| {r['model']} | {r['fold']} | {r['test_images']} | {shares} | {100 * float(r['zero_share']):.1f}% | "
+                     f"{float(r['dense_per_image']) / 1e6:.2f} | {float(r['sparse_per_image']) / 1e6:.2f} | "
+                     f"{float(r['reduction']):.2f}x |")
+    verdict = compare_folds({(r["model"], int(r["fold"])): float(r["zero_share"]) for r in rows})
+    by_fold = defaultdict(list)
+    for r in rows:
+        by_fold[int(r["fold"])].append(float(r["reduction"]))
+    low, top = min(by_fold), max(by_fold)
+    saving = {f: statistics.fmean(v) for f, v in by_fold.items()}
+    change = saving[top] / saving[low]
+    effect = "raises" if change > 1.02 else "erodes" if change < 0.98 else "keeps"
+    return lines + ["", f"{verdict[:-1]}; skipping zero activations needs {saving[low]:.2f}x fewer multiplications "
+                    f"at f={low} and {saving[top]:.2f}x fewer at f={top} on average, so folding {effect} the saving of "
+                    "a zero-skipping engine such as predictive layer fusion.", ""]
+
+
 def machine_lines(backend):
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return [f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -208,7 +287,8 @@ def rerun_commands(names, folds):
     return lines
 
 
-def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=(), roofline=None):
+def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=(), roofline=None,
+                 occam=None, sparsity=None):
     data = load_report_data(summary_csv, results_csv)
     names = [n for n, _ in data["accuracy"]] + [n for n, _, _ in data["throughput"]]
     folds = sorted({f for _, f in data["accuracy"]})
@@ -233,6 +313,13 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
     if roofline and Path(roofline).is_file():
         lines += [*roofline_lines(roofline), ""]
         plots = [p for p in plots if Path(p).name != "roofline.png"]
+    if occam and Path(occam).is_file():
+        lines += occam_lines(occam)
+        if any(Path(p).name == "occam.png" for p in plots):
+            lines += ["![occam](occam.png)", ""]
+            plots = [p for p in plots if Path(p).name != "occam.png"]
+    if sparsity and Path(sparsity).is_file():
+        lines += sparsity_lines(sparsity)
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     lines += ["## Machine", "", *machine_lines(backend), "",
@@ -255,10 +342,12 @@ def main(argv=None):
     parser.add_argument("--profile", help="training profile used, for the record")
     parser.add_argument("--plots", nargs="*", default=[], help="PNG files to link (relative to the report)")
     parser.add_argument("--roofline", help="scripts.roofline's roofline.csv (its roofline.png beside the report)")
+    parser.add_argument("--occam", help="scripts.occam's occam.csv (its occam.png beside the report)")
+    parser.add_argument("--sparsity", help="scripts.relu_sparsity's relu_sparsity.csv")
     args = parser.parse_args(argv)
     check_output_file(args.out, "report")
     report = build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots,
-                          args.roofline)
+                          args.roofline, args.occam, args.sparsity)
     print(f"wrote {report}")
 
 

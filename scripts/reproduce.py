@@ -9,7 +9,9 @@
 3. measures inference throughput on the fastest backend here (run_inference.sh),
 4. measures the roofline: the machine's peaks and every backend's place under them
    (scripts.roofline; ROOFLINE_BACKENDS="eager onnxruntime" in the environment picks backends),
-5. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
+5. OCCAM's partitioning and the ReLU sparsity of the trained models (scripts.occam,
+   scripts.relu_sparsity),
+6. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
 Each step is the same command a user would type, printed before it runs. Every step reuses
 finished work, so rerunning after an interruption continues where it stopped.
 """
@@ -29,6 +31,7 @@ import datasets
 import models
 from datasets.game_synth import split_counts
 from fold_trainer import job_dir, read_metrics
+from models import occam
 from util import backends
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
@@ -177,12 +180,19 @@ def main(argv=None):
                           "--folds", *folds, "--trials", timing["TRIALS"], "--num_warmup", timing["NUM_WARMUP"],
                           "--num_iteration", timing["NUM_ITERATION"], *(["--backends", *chosen] if chosen else [])])
 
+    chains = [n for n in names if occam.supports(n)]  # OCCAM's analysis covers chains of layers
+    if chains:
+        step("OCCAM partitioning", [sys.executable, "-m", "scripts.occam", *chains, "--out", out])
+    step("ReLU sparsity", [sys.executable, "-m", "scripts.relu_sparsity", runs, "--data-root", args.data_root,
+                           "--out", out, "--no-progress"])
+
     step("plots", [sys.executable, "-m", "scripts.plot_results", out / "results.csv", "--outdir", out])
     plots = sorted(p.name for p in out.glob("*.png"))
     report = out / "REPORT.md"
     step("report", [sys.executable, "-m", "scripts.report", "--summary", out / "summary.csv",
                     "--results", out / "results.csv", "--out", report, "--backend", backend,
-                    "--scale", args.scale, "--profile", args.profile, "--roofline", roofline, "--plots", *plots])
+                    "--scale", args.scale, "--profile", args.profile, "--roofline", roofline,
+                    "--occam", out / "occam.csv", "--sparsity", out / "relu_sparsity.csv", "--plots", *plots])
     print(f"\n==> report: {report}\n")
     print(report.read_text())
 

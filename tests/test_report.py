@@ -94,3 +94,32 @@ def test_report_roofline_section_says_where_folding_pays(tmp_path):
     assert "on onnxruntime, which already runs f=1 at 83% of the peak, folding to f=4 reaches 98%" in report
     assert "gains 1.05x" in report and "eager runs f=1 at 17% of the peak" in report and "gains 1.90x at f=4" in report
     assert "| onnxruntime | V1 | 4 | 10,500 | 1.05x | 195.7 | 98% | 93.7 | compute |" in report
+
+
+OCCAM = """model,fold,capacity_name,capacity_bytes,batch,bytes_per_element,partitions,traffic_per_image,layerwise_per_image,ops_per_image,intensity,eq3_intensity
+V1,1,this CPU's L2 (1 MiB),1048576,1024,2,[conv1..linear1],7000,300000,16000000,2285.7,87.0
+V1,4,this CPU's L2 (1 MiB),1048576,1024,2,[conv1..linear1],7100,150000,18000000,2535.2,187.5
+V1,1,H100 L2 (50 MB),52428800,1024,2,[conv1..linear1],7000,300000,16000000,2285.7,87.0
+V1,4,H100 L2 (50 MB),52428800,1024,2,[conv1..linear1],7100,150000,18000000,2535.2,187.5
+"""
+SPARSITY = """model,fold,test_images,zero_share,relu_zero_shares,dense_per_image,sparse_per_image,reduction
+V1,1,1100,0.5,0.4000 0.6000,8000000,4000000,2.0
+V1,4,1100,0.6,0.5000 0.7000,9000000,3000000,3.0
+"""
+
+
+def test_report_sections_on_occam_and_relu_sparsity(tmp_path):
+    summary, results = write_inputs(tmp_path)
+    (tmp_path / "occam.csv").write_text(OCCAM)
+    (tmp_path / "relu_sparsity.csv").write_text(SPARSITY)
+    report = build_report(summary, results, tmp_path / "REPORT.md", backend="eager", plots=["occam.png"],
+                          occam=tmp_path / "occam.csv", sparsity=tmp_path / "relu_sparsity.csv").read_text()
+    assert "| V1 | 4 | 187.5 | 146.5 | 6.9 (2,535) | 6.9 (2,535) |" in report  # 150000 B = 146.5 KiB
+    # OCCAM alone: 300000 / 7000 = 42.9x; folding alone: 187.5 / 87 = 2.2x; on top of OCCAM 2535.2 / 2285.7 = 1.1x
+    assert ("At this CPU's L2 (1 MiB), OCCAM's partitioning alone moves 42.9x less data per image" in report
+            and "raises eq. 3 intensity 2.2x; on top of OCCAM, folding to f=4 changes the intensity by 1.1x, "
+                "so once the intermediates stay on chip folding adds less than it gains alone." in report)
+    assert "![occam](occam.png)" in report and "## Plots" not in report
+    assert "| V1 | 4 | 1100 | 50 / 70 | 60.0% | 9.00 | 3.00 | 3.00x |" in report
+    assert ("Folded models' activations are sparser than the original's: 1 of 1 folded models have more zeros" in report
+            and "needs 2.00x fewer multiplications at f=1 and 3.00x fewer at f=4 on average, so folding raises" in report)

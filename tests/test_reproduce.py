@@ -25,6 +25,9 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
         assert plot in report and (out / plot).is_file()
     assert "backend onnxruntime" in report and "## Roofline" in report and "![roofline](roofline.png)" in report
     assert (out / "roofline.png").is_file() and "Folding pays where" in report
+    assert "## Related systems: OCCAM's optimal partitioning" in report and "![occam](occam.png)" in report
+    assert "| V2 | 2 | 128.0 |" in report  # the OCCAM table's row at f=2: eq. 3 intensity first
+    assert "## Related systems: ReLU sparsity" in report and "| V2 | 2 | 44 |" in report  # all 44 test images
 
     # a rerun reuses every finished step: same summary, no new inference rows
     again = run_cli(*args, env=env)
