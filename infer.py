@@ -44,6 +44,7 @@ from util.device import device_name, on_device, resolve_device, set_threads
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file
+from util.gpu_estimate import TimedWork
 from util.results import RESULTS_HEADER, resume_results
 
 # ----------------------------------------------------------------------------------------
@@ -140,32 +141,45 @@ def relative_error(got, want):
     return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
 
 
+# A timed run is split into at most this many equal rounds: their spread is the record's
+# iteration_ms, and the progress bar moves between them, outside the timed spans.
+TIMED_ROUNDS = 10
+
+
+def rounds_of(iterations):
+    """The number of equal rounds, at most TIMED_ROUNDS, that `iterations` splits into."""
+    return max(r for r in range(1, min(TIMED_ROUNDS, iterations) + 1) if iterations % r == 0)
+
+
 def time_iterations(run, device, iterations, desc=None):
-    """Seconds of each of `iterations` calls of `run`: CUDA events between consecutive calls
-    on a GPU (no host synchronization inside the loop), perf_counter on a CPU."""
-    progress = tqdm(total=iterations, desc=desc, leave=False, disable=None)
-    if device.type == "cuda":
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(iterations + 1)]
-        events[0].record()
-        for event in events[1:]:
-            run()
-            event.record()
-            progress.update()
-        events[-1].synchronize()
-        seconds = [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
-    else:
-        seconds = []
-        for _ in range(iterations):
+    """Mean seconds per call of `run` in each of rounds_of(iterations) equal rounds. A round
+    is timed as one span: CUDA events recorded before and after its loop on a GPU, which the
+    host then waits for; perf_counter on a CPU. Nothing else runs between the calls of a round,
+    so a call of tens of microseconds is timed on the GPU, not bounded by host work."""
+    if iterations < 1:
+        return []
+    rounds = rounds_of(iterations)
+    per_round = iterations // rounds
+    seconds = []
+    for _ in tqdm(range(rounds), desc=desc, leave=False, disable=None):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(per_round):
+                run()
+            end.record()
+            end.synchronize()
+            seconds.append(start.elapsed_time(end) / 1e3 / per_round)
+        else:
             start = time.perf_counter()
-            run()
-            seconds.append(time.perf_counter() - start)
-            progress.update()
-    progress.close()
+            for _ in range(per_round):
+                run()
+            seconds.append((time.perf_counter() - start) / per_round)
     return seconds
 
 
 def images_per_second(workload, seconds):
-    """Throughput of timed iterations: images processed / total seconds."""
+    """Throughput of timed rounds (equal in size; time_iterations): images / second."""
     return workload.batch * len(seconds) / sum(seconds)
 
 
@@ -200,7 +214,7 @@ class Prepared:
             yield
 
     def time(self, iterations, desc=None):
-        """Per-iteration seconds of `iterations` calls."""
+        """Mean seconds per call of each round of `iterations` calls (time_iterations)."""
         with self.on_device(), torch.inference_mode(), self.precision_context():
             return time_iterations(self.run, self.device, iterations, desc)
 
@@ -211,8 +225,9 @@ class Prepared:
         return statistics.fmean(self.time(iterations, desc="warm-up"))
 
 
-def summarize(prepared, seconds, warmup):
-    """The JSON record of one timed run."""
+def summarize(prepared, seconds, warmup, iterations):
+    """The JSON record of one timed run of `iterations` calls; `seconds` per call of each
+    round (time_iterations), whose spread is iteration_ms."""
     w = prepared.workload
     images_per_s = images_per_second(w, seconds)
     ms = [s * 1e3 for s in seconds]
@@ -220,7 +235,7 @@ def summarize(prepared, seconds, warmup):
         "model": w.name, "fold": w.fold, "mode": w.mode, "backend": prepared.backend,
         "device": device_name(prepared.device), "precision": prepared.precision,
         "batch": w.batch, "inputs_per_batch": w.num_inputs, "align": w.align,
-        "channels_last": prepared.channels_last, "warmup": warmup, "iterations": len(seconds),
+        "channels_last": prepared.channels_last, "warmup": warmup, "iterations": iterations,
         "images_per_s": images_per_s, "flops_per_image": w.flops_per_image,
         "flops_per_s": w.flops_per_image * images_per_s,
         "arithmetic_intensity": model_intensity(w.model, w.input_shape, w.num_inputs,
@@ -247,7 +262,7 @@ def benchmark(workload, backend, precision, device, channels_last=None, num_warm
     if seconds is not None:
         num_iteration = max(1, round(seconds / mean_warm))
     return summarize(prepared, prepared.time(num_iteration, desc=f"{workload.name} f={workload.fold}"),
-                     num_warmup)
+                     num_warmup, num_iteration)
 
 
 # ----------------------------------------------------------------------------------------
@@ -267,6 +282,14 @@ All runs of one model and batch size are prepared once and then interleaved tria
 trial, so that a drift in machine load hits every mode alike."""
 
 
+def engine_settings(backend, device):
+    """What else decides a sweep's speeds: the GPU, Inductor's mode (compile) and TensorRT's
+    version (tensorrt); None where they do not apply."""
+    return {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "compile_mode": backends.torch_compile.MODE if backend == "compile" else None,
+            "tensorrt": backends.trt_engine.import_tensorrt().__version__ if backend == "tensorrt" else None}
+
+
 def run_key(model, trial, batch, mode, fold):
     return (model, int(trial), int(batch), mode, int(fold))
 
@@ -277,6 +300,16 @@ def configurations(name, folds, efficientnet):
     if efficientnet and models.load_config(name)["family"] == "game":
         runs.append(("EfficientNet", 1))
     return runs
+
+
+def sweep_work(names, folds, batch, trials, backend, num_warmup, num_iteration, efficientnet=True):
+    """The util.gpu_estimate.TimedWork of a sweep, one per run configuration, from the FLOP table."""
+    work = []
+    for name in names:
+        for mode, fold in configurations(name, folds, efficientnet):
+            flops = flops_per_input(name, fold, mode == "EfficientNet") * ((batch - batch % fold) // fold)
+            work.append(TimedWork(backend, flops, trials, num_warmup, num_iteration))
+    return work
 
 
 def format_row(values):
@@ -298,7 +331,7 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
     num_iteration = DEFAULT_ITERATIONS[device.type] if num_iteration is None else num_iteration
     # What makes the runs of one CSV comparable; a rerun with other settings needs a new file.
     settings = {"backend": backend, "precision": precision, "device": "cpu" if device.type == "cpu" else f"{device.type}:{device.index or 0}",
-                "align": align, "channels_last": bool(channels_last)}
+                "align": align, "channels_last": bool(channels_last), **engine_settings(backend, device)}
     rows = resume_results(check_output_file(out, "results CSV"), settings)
     done = {run_key(r["Model"], r["Trial"], r["Batch Size"], r["Mode"], r["Fold"]): r for r in rows}
     print(",".join(RESULTS_HEADER), flush=True)

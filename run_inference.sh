@@ -8,9 +8,10 @@
 # Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend` and one
 # row per run, and appends the rows to OUTFILE. Rows already in OUTFILE are kept and their
 # runs skipped, so rerunning an interrupted sweep finishes it. OUTFILE.settings.json keeps the
-# settings that make its rows comparable (backend, precision, device, align, channels-last): a
-# rerun with others stops with an error; give it a new file. Edit the settings below, or
-# override any of them from the environment. The work is done by `infer.py sweep`.
+# settings that make its rows comparable (backend, precision, device, align, channels-last, GPU,
+# compile mode, TensorRT version): a rerun with others stops with an error; give it a new
+# file. Edit the settings below, or override any of them from the environment. The work is
+# done by `infer.py sweep`.
 set -euo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: $0 OUTFILE   (settings: see the top of $0)" >&2
@@ -19,7 +20,11 @@ fi
 case "$1" in /*) OUTFILE="$1" ;; *) OUTFILE="$PWD/$1" ;; esac  # before the cd below
 cd "$(dirname "$0")"
 
-if [ -x .venv/bin/python ]; then PYTHON="${PYTHON:-.venv/bin/python}"; else PYTHON="${PYTHON:-python3}"; fi
+# PYTHON, else the image's own Python in the NGC container (SYSTEM_PYTHON=1, which has its torch
+# and TensorRT; a host .venv mounted into the container would hide them), else ./.venv's.
+if [ -z "${PYTHON:-}" ]; then
+  if [ "${SYSTEM_PYTHON:-0}" != 1 ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 MODELS="${MODELS:-$("$PYTHON" infer.py --list game noscope)}"  # names or ids (infer.py --list)
 FOLDS="${FOLDS:-1 2 3 4}"          # f=1 is the Original, always measured (the norms need it);
                                    # f=3 at batch 1024 runs 341 inputs = 1023 images

@@ -25,32 +25,24 @@ from pathlib import Path
 import torch
 
 import models
-from infer import (BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, images_per_second, sweep,
-                   time_iterations)
+from infer import BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, images_per_second, sweep
 from util import backends
 from util.arith_intensity import model_intensity
 from util.backends import torch_compile
-from util.device import device_name, on_device
+from util.device import device_name
 from util.errors import cli_main
+from util.roofline import copy_bandwidth, matmul_flops
 
 # Appendix H: N4 at f=2 has 90-channel convs (tile quantization); rerun with widths aligned.
 ALIGNED_RUNS = [("N4", 2, 8)]  # (model, fold, align)
 
 
-def measure_peaks(device, precision, copy_mib=1024, matmul_n=8192, reps=20):
-    """(bytes/s of a device-to-device copy, FLOP/s of an n x n matmul in `precision`);
-    call under util.device.on_device."""
-    src = torch.empty(copy_mib << 20, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    copy_s = statistics.median(time_iterations(lambda: dst.copy_(src), device, reps))
-    dtype = backends.DTYPES[precision]
-    a, b = (torch.randn(matmul_n, matmul_n, device=device).to(dtype) for _ in range(2))
-    c = torch.empty_like(a)
+def measure_peaks(device, precision, copy_mib=1024, matmul_n=8192):
+    """(bytes/s of a device-to-device copy, FLOP/s of an n x n matmul in `precision`), timed
+    by util.roofline's probes (CUDA events over many calls, on the device and a stream of
+    their own), as scripts.roofline's are."""
     with ieee_fp32() if precision == "fp32" else contextlib.nullcontext():
-        torch.mm(a, b, out=c)
-        mm_s = statistics.median(time_iterations(lambda: torch.mm(a, b, out=c), device, reps))
-    return 2 * src.numel() / copy_s, 2 * matmul_n ** 3 / mm_s
+        return copy_bandwidth(device, copy_mib), matmul_flops("eager", precision, device, matmul_n)
 
 
 def per_image_cost(name, mode, fold, batch, precision, align=1):
@@ -147,8 +139,7 @@ def main(argv=None):
         names = [n for n in models.model_names() if models.load_config(n)["family"] in ("game", "noscope")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with on_device(device):
-        peak_bandwidth, peak_flops = measure_peaks(device, args.precision, args.copy_mib, args.matmul_n)
+    peak_bandwidth, peak_flops = measure_peaks(device, args.precision, args.copy_mib, args.matmul_n)
     rows = []
     for backend in args.backends:
         done = sweep(out / f"{backend}.csv", names, args.folds, [args.batch_size], args.trials, backend,

@@ -4,6 +4,7 @@ and its arithmetic intensity (paper eq. 3) against the ridge point.
 
     python -m scripts.roofline --out results                      # V1 and N2, f = 1..4
     python -m scripts.roofline --models V1 --backends compile onnxruntime --trials 5
+    python -m scripts.roofline --results results/figure7/results.csv --out results/figure7   # peaks only
 
 Every (backend, model, f) is prepared and checked against float32 PyTorch first, then all
 of them, and each backend's matmul probe, are timed in turn trial after trial, so that a
@@ -25,9 +26,10 @@ from util import backends
 from util.arith_intensity import model_intensity
 from util.device import device_name, resolve_device, set_threads
 from util.args import nonnegative_int, positive_int
-from util.errors import cli_main
+from util.errors import UserError, cli_main
 from util.files import atomic_write_text, check_output_dir
-from util.roofline import copy_bandwidth, matmul_probe, median_seconds, roofline_point
+from util.results import read_results
+from util.roofline import MATMUL_N, MatmulProbe, copy_bandwidth, roofline_point
 
 plt.switch_backend("Agg")  # files only
 
@@ -44,32 +46,65 @@ def default_backends(device):
     return list(dict.fromkeys(names))
 
 
+def workload_costs(name, fold, batch, precision):
+    """(FLOPs per image, eq. 3 intensity) of `name` folded `fold` times on `batch` images."""
+    workload = build_workload(name, fold, batch - batch % fold)
+    return workload.flops_per_image, model_intensity(workload.model, workload.input_shape, workload.num_inputs,
+                                                     BYTES_PER_ELEMENT[precision])["intensity"]
+
+
+def probe_peaks(probes, device, copy_mib, matmul, bandwidth):
+    """One trial of the peak probes: appends to {backend: [matmul FLOP/s]} and [copy bytes/s]."""
+    bandwidth.append(copy_bandwidth(device, copy_mib))
+    for backend, probe in probes.items():
+        matmul[backend].append(probe.flops_per_s())
+
+
 def measure(names, folds, backend_names, precision, device, batch, trials, num_warmup, num_iteration,
             matmul_n, copy_mib):
     """Interleaved timing; returns ({(backend, name, fold): [images/s]}, {backend: [matmul FLOP/s]},
     [copy bytes/s], {(name, fold): (FLOPs per image, eq. 3 intensity)})."""
     prepared, probes, costs = {}, {}, {}
     for backend in backend_names:
-        probes[backend] = matmul_probe(backend, precision, device, matmul_n)
+        probes[backend] = MatmulProbe(backend, precision, device, matmul_n)
         for name in names:
             for fold in folds:
                 workload = build_workload(name, fold, batch - batch % fold)
                 prepared[(backend, name, fold)] = Prepared(workload, backend, precision, device)
-                costs[(name, fold)] = (workload.flops_per_image, model_intensity(
-                    workload.model, workload.input_shape, workload.num_inputs,
-                    BYTES_PER_ELEMENT[precision])["intensity"])
+                costs[(name, fold)] = workload_costs(name, fold, batch, precision)
     throughput = {key: [] for key in prepared}
     matmul = {backend: [] for backend in probes}
     bandwidth = []
     for trial in range(trials):
-        bandwidth.append(copy_bandwidth(device, copy_mib))
-        for backend, (run, flops) in probes.items():
-            with torch.inference_mode():
-                matmul[backend].append(flops / median_seconds(run, device, 3))
+        probe_peaks(probes, device, copy_mib, matmul, bandwidth)
         for (backend, name, fold), p in prepared.items():
             p.warm_up(num_warmup)
             seconds = p.time(num_iteration, desc=f"trial {trial} {backend} {name} f={fold}")
             throughput[(backend, name, fold)].append(images_per_second(p.workload, seconds))
+    return throughput, matmul, bandwidth, costs
+
+
+def measured_elsewhere(results_csvs, precision, device, trials, matmul_n, copy_mib):
+    """The throughputs of run_inference.sh CSVs (their Original and Folded rows at the largest
+    batch size) and the peaks measured here with their backends; returns what measure does."""
+    rows = [row for path in results_csvs for row in read_results(path)]
+    batch = max(int(r["Batch Size"]) for r in rows)
+    throughput, costs = {}, {}
+    for r in rows:
+        if int(r["Batch Size"]) != batch or r["Mode"] not in ("Original", "Folded"):
+            continue
+        name, fold = models.load_config(r["Model"])["name"], int(r["Fold"])
+        throughput.setdefault((r.get("Backend") or "unknown", name, fold), []).append(float(r["Throughput"]))
+        if (name, fold) not in costs:
+            costs[(name, fold)] = workload_costs(name, fold, batch, precision)
+    backend_names = [b for b in dict.fromkeys(b for b, _, _ in throughput) if b in backends.BACKENDS]
+    if not backend_names:
+        raise UserError(f"{' '.join(map(str, results_csvs))}: no Backend column names a backend of ours, so "
+                        f"no peak can be measured for them; give CSVs written by run_inference.sh")
+    probes = {b: MatmulProbe(b, precision, device, matmul_n) for b in backend_names}
+    matmul, bandwidth = {b: [] for b in probes}, []
+    for _ in range(trials):
+        probe_peaks(probes, device, copy_mib, matmul, bandwidth)
     return throughput, matmul, bandwidth, costs
 
 
@@ -163,7 +198,11 @@ def main(argv=None):
     parser.add_argument("--trials", type=positive_int, default=3)
     parser.add_argument("--num_warmup", type=nonnegative_int, default=1)
     parser.add_argument("--num_iteration", type=positive_int, default=3)
-    parser.add_argument("--matmul_n", type=positive_int, default=2048, help="size of the FLOP/s probe's square matmul")
+    parser.add_argument("--matmul_n", type=positive_int, help="size of the FLOP/s probe's square matmul "
+                        f"(default {MATMUL_N['cuda']} on a GPU, {MATMUL_N['cpu']} on a CPU)")
+    parser.add_argument("--results", nargs="+", metavar="CSV",
+                        help="take the throughputs of these run_inference.sh CSVs (their Original and Folded "
+                             "rows, largest batch size) instead of timing them; only the peaks are measured")
     parser.add_argument("--copy_mib", type=positive_int, default=512, help="size of the bandwidth probe's copy")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -176,9 +215,13 @@ def main(argv=None):
     names = [models.load_config(n)["name"] for n in args.models]
     folds = sorted(set(args.folds) | {1})  # speedups are over f=1
     out = check_output_dir(args.out, "roofline folder")  # before minutes of measuring
-    throughput, matmul, bandwidth, costs = measure(
-        names, folds, backend_names, precision, device, args.batch_size, args.trials, args.num_warmup,
-        args.num_iteration, args.matmul_n, args.copy_mib)
+    if args.results:
+        throughput, matmul, bandwidth, costs = measured_elsewhere(args.results, precision, device, args.trials,
+                                                                  args.matmul_n, args.copy_mib)
+    else:
+        throughput, matmul, bandwidth, costs = measure(
+            names, folds, backend_names, precision, device, args.batch_size, args.trials, args.num_warmup,
+            args.num_iteration, args.matmul_n, args.copy_mib)
     matmul = {b: statistics.median(v) for b, v in matmul.items()}
     rows = roofline_rows(throughput, max(matmul.values()), statistics.median(bandwidth), costs)
     out.mkdir(parents=True, exist_ok=True)

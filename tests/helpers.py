@@ -9,6 +9,9 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 CUDA_REASON = "needs a CUDA GPU (make gpu-check runs these tests on one)"
+# The environment of a command line that must run as on a machine without a GPU (the CPU's
+# defaults and backends), also on one that has a GPU: CUDA hides every device.
+CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 def needs_cuda(test):

@@ -22,7 +22,7 @@ from util.errors import UserError
 from util.files import atomic_write_bytes, check_output_dir, check_output_file
 from util.results import RESULTS_HEADER, read_results, read_summary, resume_results, settings_path
 
-TINY_JOB = dict(epochs=1, batch_size=32, max_train_per_class=2, progress=False, threads=1)
+TINY_JOB = dict(epochs=1, batch_size=32, max_train_per_class=2, progress=False, threads=1, device="cpu")
 
 
 @pytest.fixture(scope="module")

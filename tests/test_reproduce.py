@@ -1,12 +1,14 @@
-"""`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report."""
-from tests.helpers import assert_clean_error, run_cli
+"""`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report;
+pinned to the CPU (CPU_ONLY), whose defaults (onnxruntime, parallel jobs) it checks, also
+when the machine has a GPU."""
+from tests.helpers import CPU_ONLY, assert_clean_error, run_cli
 
 
 def test_pipeline_end_to_end_writes_a_report(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
     args = ["-m", "scripts.reproduce", "--datasets", "V2", "--folds", "2", "--scale", "0.01",
             "--min-train-per-class", "0", "--eval-scale", "0.02", "--data-root", data, "--out", out]
-    env = {"NUM_ITERATION": "1", "ROOFLINE_BACKENDS": "eager onnxruntime"}
+    env = {"NUM_ITERATION": "1", "ROOFLINE_BACKENDS": "eager onnxruntime", **CPU_ONLY}
     proc = run_cli(*args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (data / "apex-count" / "train").is_dir()

@@ -10,10 +10,14 @@ Engines are cached in engines/ (gitignored). The file name says what the engine 
 digest covers what it computes (the architecture, every weight, the input's shape and dtype)
 and what it was built with (precision, PyTorch's exporter, TensorRT, the GPU). Benchmarks
 draw their weights from a seed, so a rerun finds the engine it built before, and a
-checkpoint or another machine gets an engine of its own.
+checkpoint or another machine gets an engine of its own. Beside them, TensorRT's timing
+cache of each TensorRT version and GPU model (timing_cache_path) keeps the measured layer
+timings, so that building an engine for new weights or another fold of known layers skips
+most of the tactic timing.
 """
 import functools
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 
@@ -61,8 +65,26 @@ def _network_mode(trt):
     return 0, False
 
 
-def build_engine(trt, onnx_bytes, precision):
-    """Serialized engine for the ONNX graph (a TensorRT IHostMemory)."""
+def timing_cache_path(trt_version, gpu):
+    """TensorRT's timing cache of one TensorRT version on one GPU model: the measured speed of
+    each layer tactic, shared by every engine built there, so that a rerun (another seed,
+    checkpoint or fold of the same layers) builds in a fraction of the time."""
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    return ENGINE_DIR / f"timing-trt{trt_version}-{slug}.cache"
+
+
+def use_timing_cache(config, path):
+    """Give the builder `config` the timing cache saved at `path` (an empty one if there is
+    none, or if it is from another TensorRT or GPU and TensorRT refuses it)."""
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def build_engine(trt, onnx_bytes, precision, timing_cache=None):
+    """Serialized engine for the ONNX graph (a TensorRT IHostMemory); with the timing cache
+    file `timing_cache`, its layer timings are reused and the new ones saved there."""
     logger = _logger(trt)
     builder = trt.Builder(logger)
     flags, strongly_typed = _network_mode(trt)
@@ -81,10 +103,14 @@ def build_engine(trt, onnx_bytes, precision):
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
+    if timing_cache is not None:
+        use_timing_cache(config, timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError("TensorRT failed to build an engine (see its log above); "
                         "try --backend cudagraph")
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return serialized
 
 
@@ -147,11 +173,13 @@ class EngineRunner:
 
 def prepare(model, inputs, precision, device, channels_last=False):
     trt = import_tensorrt()
-    path = engine_path(model, inputs, precision, trt.__version__, torch.cuda.get_device_name(device))
+    gpu = torch.cuda.get_device_name(device)
+    path = engine_path(model, inputs, precision, trt.__version__, gpu)
     model, x = place(model, inputs, precision, device, channels_last=False)
     if not path.is_file():
         with tempfile.TemporaryDirectory() as tmp:
             onnx_bytes = export_onnx(model, x, Path(tmp) / "model.onnx").read_bytes()
         ENGINE_DIR.mkdir(exist_ok=True)
-        atomic_write_bytes(path, bytes(build_engine(trt, onnx_bytes, precision)))
+        atomic_write_bytes(path, bytes(build_engine(trt, onnx_bytes, precision,
+                                                    timing_cache_path(trt.__version__, gpu))))
     return EngineRunner(trt, path.read_bytes(), x)
