@@ -36,7 +36,6 @@ from tqdm import tqdm
 import models
 from models.flops import flops_per_input
 from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
-from models.registry import FAMILY_ORDER
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
@@ -274,7 +273,7 @@ def run_key(model, trial, batch, mode, fold):
 def configurations(name, folds, efficientnet):
     """(mode, fold) of every run of a model, the Original first."""
     runs = [("Original", 1)] + [("Folded", f) for f in sorted(set(folds)) if f != 1]
-    if efficientnet and models.load_config(name)["family"] == "game":
+    if efficientnet and models.has_compound_scaled(name):
         runs.append(("EfficientNet", 1))
     return runs
 
@@ -337,9 +336,9 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
 # Command lines.
 
 def list_names(families):
-    unknown = [f for f in families if f not in FAMILY_ORDER]
+    unknown = [f for f in families if f not in models.FAMILIES]
     if unknown:
-        raise UserError(f"unknown model family {unknown[0]!r}; known: {', '.join(FAMILY_ORDER)}")
+        raise UserError(f"unknown model family {unknown[0]!r}; known: {', '.join(models.FAMILIES)}")
     return [n for n in models.model_names() if not families or models.load_config(n)["family"] in families]
 
 
@@ -351,7 +350,7 @@ def parse_args(argv=None):
                         f"with --layer one of {', '.join(LAYER_SPECS)}")
     parser.add_argument("fold", nargs="?", type=positive_int, default=1, help="f: images folded per input (default 1)")
     parser.add_argument("--list", nargs="*", metavar="FAMILY", default=None,
-                        help=f"print model names (of the given families: {', '.join(FAMILY_ORDER)}) and exit")
+                        help=f"print model names (of the given families: {', '.join(models.FAMILIES)}) and exit")
     parser.add_argument("--layer", action="store_true", help="NAME is a single layer of models/layer_specs.py")
     parser.add_argument("--efficientnet", action="store_true",
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
