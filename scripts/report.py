@@ -202,7 +202,7 @@ def rerun_commands(names, folds):
                          f"python -m scripts.noscope_split {name} data/{name} --infile LABELS.csv --indir frames/")
     lines += [f"python train.py runs/paper --profile paper --datasets {' '.join(names)} "
               f"--folds {' '.join(map(str, folds))}",
-              f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper   # one cell: the config's recipe",
+              f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper --profile paper   # one cell",
               f"MODELS=\"{' '.join(names)}\" TRIALS=10 BACKEND=tensorrt ./run_inference.sh results.csv",
               "```"]
     return lines

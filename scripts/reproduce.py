@@ -28,11 +28,12 @@ import torch
 import datasets
 import models
 from datasets.game_synth import split_counts
-from fold_trainer import job_dir, read_metrics
+from fold_trainer import job_dir
 from util import backends
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
+from util.job_folder import read_metrics
 
 plt.switch_backend("Agg")  # files only
 
