@@ -45,7 +45,7 @@ from tqdm import tqdm
 import models
 from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
-from util.args import (add_dataclass_flags, finite_float, flag_field, flag_names, fraction, given_fields,
+from util.args import (add_dataclass_flags, add_flag, finite_float, flag_field, fraction, given_fields,
                        nonnegative_int, positive_float, positive_int)
 from util.checkpoint import load_weights
 from util.cuda_graphs import GraphedStep
@@ -409,7 +409,7 @@ def make_optimizer(recipe, params, fused=False, capturable=False):
 
 def load_optimizer_state(optimizer, state_dict):
     """Load a checkpointed optimizer state, keeping this run's implementation (fused,
-    capturable), which may differ from the checkpoint's (another device, --cuda_graph)."""
+    capturable), which may differ from the checkpoint's (another device, --cuda-graph)."""
     keys = [k for k in ("fused", "capturable", "foreach") if k in optimizer.defaults]
     optimizer.load_state_dict(state_dict)
     for group in optimizer.param_groups:
@@ -445,8 +445,57 @@ def _make_scheduler(recipe, optimizer):
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=schedule["step_epochs"], gamma=schedule["gamma"])
 
 
+def set_learning_rate(optimizer, recipe, progress):
+    """The learning rate `progress` epochs into the run (a fraction within an epoch): linear
+    warm-up, then the cosine decay; untouched without either (a step schedule or none)."""
+    warmup, decay = recipe["lr_warmup_epochs"], recipe["lr_decay"]
+    if not warmup and decay == "none":
+        return
+    lr = recipe["lr"] * (min(1.0, progress / warmup) if warmup else 1.0)
+    if decay == "cosine":
+        lr *= 0.5 * (1 + math.cos(math.pi * progress / recipe["epochs"]))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def make_loss(recipe, teacher=None):
+    """loss(x, y, logits): cross-entropy on the labels; with a teacher, mixed with the
+    distillation loss on its logits of the same images."""
+    def loss(x, y, logits):
+        if teacher is None:
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            target = teacher(x)
+        value = recipe["distill_weight"] * distillation_loss(logits, target, recipe["distill_loss"],
+                                                             recipe["distill_temperature"])
+        if recipe["distill_weight"] < 1:
+            value = value + (1 - recipe["distill_weight"]) * F.cross_entropy(logits, y)
+        return value
+
+    return loss
+
+
+def inference_state(model, train_bn):
+    """The model's weights as `models.build_model` lays them out (BatchNorm folded away)."""
+    model = models.fold_batchnorm(model) if train_bn else model
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def check_finite(model, loss, epoch, recipe, folder, epochs_done):
+    """Stop a diverged job (NaN or inf loss or weights) before it writes anything of the
+    epoch: the files keep the last good state and done.json is never written."""
+    finite = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all().item()
+    if finite and math.isfinite(loss):
+        return
+    kept = (f"the last good checkpoint {folder.current} (after epoch {epochs_done}) is kept"
+            if folder.has_checkpoint() else "no checkpoint was written")
+    raise UserError(f"{recipe['dataset']} f={recipe['fold']}: training diverged in epoch {epoch} "
+                    f"(loss {loss}, learning rate {recipe['lr']}); {kept}. Rerun with a lower --lr "
+                    f"in another SAVEDIR")
+
+
 # ----------------------------------------------------------------------------------------
-# The job.
+# The job in training.
 
 class Trainer:
     """One job in training: its data, model, optimizer and progress (`state`, which the
@@ -472,7 +521,7 @@ class Trainer:
         self.scheduler = _make_scheduler(recipe, self.optimizer)
         # keep_blocks: no gradient across images, so the weights between them stay zero
         masks = models.folding.block_masks(self.model, fold) if recipe["keep_blocks"] and fold > 1 else None
-        self.step = make_train_step(self.model, self.optimizer, fold, self.loss, masks)
+        self.step = make_train_step(self.model, self.optimizer, fold, make_loss(recipe, self.teacher), masks)
         if settings.cuda_graph:
             self.step = GraphedStep(self.step, self.optimizer, recipe["batch_size"], device)
         self.generators = {"shuffle": torch.Generator().manual_seed(seed),
@@ -517,7 +566,7 @@ class Trainer:
         fold, device = self.recipe["fold"], self.device
         batches = training_batches(self.train.labels_cpu, self.recipe["batch_size"], fold,
                                    self.generators["shuffle"], num_active, device)
-        self.set_lr(epoch)
+        set_learning_rate(self.optimizer, self.recipe, epoch)
         lr_now = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         started = time.perf_counter()
@@ -527,7 +576,7 @@ class Trainer:
         seen = 0
         bar = tqdm(batches, desc=f"Epoch {epoch}. train", leave=False, disable=not progress)
         for step, positions in enumerate(bar):
-            self.set_lr(epoch + step / len(batches))
+            set_learning_rate(self.optimizer, self.recipe, epoch + step / len(batches))
             x, y = self.train.batch(positions, self.augment, self.generators["augment"])
             loss, logits = self.step(x, y)
             with torch.no_grad():
@@ -548,37 +597,6 @@ class Trainer:
         return {"lr": lr_now, "train_loss": loss_sum.item() / seen, "train_top1": hits1.item() / seen,
                 "train_top5": hits5.item() / seen}
 
-    def set_lr(self, progress):
-        """The learning rate `progress` epochs into the run (a fraction within an epoch):
-        linear warm-up, then the cosine decay; untouched without either (a step schedule or
-        none)."""
-        warmup, decay = self.recipe["lr_warmup_epochs"], self.recipe["lr_decay"]
-        if not warmup and decay == "none":
-            return
-        lr = self.recipe["lr"] * (min(1.0, progress / warmup) if warmup else 1.0)
-        if decay == "cosine":
-            lr *= 0.5 * (1 + math.cos(math.pi * progress / self.recipe["epochs"]))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def loss(self, x, y, logits):
-        """Cross-entropy on the labels; with a teacher, mixed with the distillation loss."""
-        if self.teacher is None:
-            return F.cross_entropy(logits, y)
-        with torch.no_grad():
-            target = self.teacher(x)
-        recipe = self.recipe
-        loss = recipe["distill_weight"] * distillation_loss(logits, target, recipe["distill_loss"],
-                                                            recipe["distill_temperature"])
-        if recipe["distill_weight"] < 1:
-            loss = loss + (1 - recipe["distill_weight"]) * F.cross_entropy(logits, y)
-        return loss
-
-    def inference_state(self):
-        """The model's weights as `models.build_model` lays them out (BatchNorm folded away)."""
-        model = models.fold_batchnorm(self.model) if self.recipe["train_bn"] else self.model
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
     def finish_epoch(self, epoch, num_active, train_metrics, progress):
         """Evaluate, append the epoch's row to metrics.csv and keep the best model."""
         fold = self.recipe["fold"]
@@ -595,35 +613,24 @@ class Trainer:
         if best is None or (classes, val_top1) > (best["classes"], best["val_top1"]):
             self.state["best"] = {"epoch": epoch, "classes": classes, "val_top1": val_top1,
                                   "test_top1": test_top1, "test_top5": test_top5}
-            self.state["best_model"] = self.inference_state()
+            self.state["best_model"] = inference_state(self.model, self.recipe["train_bn"])
             self.folder.save_best(self.best_file_contents())
         print(f"Epoch {epoch}. {self.recipe['dataset']} f={fold}. Loss={row['train_loss']:.4f}. "
               f"Top-1 train={row['train_top1']:.4f} val={val_top1:.4f} test={test_top1:.4f} "
               f"({classes}/{self.num_classes} classes)", flush=True)
-
-    def check_finite(self, epoch, loss):
-        """Stop a diverged job (NaN or inf loss or weights) before it writes anything of the
-        epoch: the files keep the last good state and done.json is never written."""
-        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all().item()
-        if finite and math.isfinite(loss):
-            return
-        kept = (f"the last good checkpoint {self.folder.current} (after epoch {self.state['epoch']}) is kept"
-                if self.folder.has_checkpoint() else "no checkpoint was written")
-        raise UserError(f"{self.recipe['dataset']} f={self.recipe['fold']}: training diverged in epoch {epoch} "
-                        f"(loss {loss}, learning rate {self.recipe['lr']}); {kept}. Rerun with a lower --lr "
-                        f"in another SAVEDIR")
 
     def run(self, checkpoint_every, progress):
         epochs = self.recipe["epochs"]
         for epoch in range(self.state["epoch"], epochs):
             num_active = self.schedule.active_classes(epoch) if self.schedule else None
             train_metrics = self.train_epoch(epoch, num_active, progress)
-            self.check_finite(epoch, train_metrics["train_loss"])
+            check_finite(self.model, train_metrics["train_loss"], epoch, self.recipe, self.folder,
+                         self.state["epoch"])
             self.finish_epoch(epoch, num_active, train_metrics, progress)
             self.state["epoch"] = epoch + 1
             if self.state["epoch"] % checkpoint_every == 0 or self.state["epoch"] == epochs:
                 self.save_checkpoint()
-        if not self.folder.has_checkpoint():  # nothing left to train after --continue_from_file
+        if not self.folder.has_checkpoint():  # nothing left to train after --continue-from-file
             self.save_checkpoint()
 
     def result(self):
@@ -638,8 +645,6 @@ class Trainer:
             "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
             "recipe": self.recipe,
         }
-
-
 
 
 def train_job(name, fold, savedir, *, profile="paper", continue_from_file=None, **options):
@@ -710,7 +715,8 @@ def job_command(name, fold, savedir, options, profile):
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"profile": profile, "recipe": dataclasses.asdict(recipe_options),
                                         "settings": dataclasses.asdict(settings)}, indent=2, default=str) + "\n")
-    return [sys.executable, str(Path(__file__).resolve()), str(name), str(fold), str(savedir), "--options-file", str(path)]
+    return [sys.executable, str(Path(__file__).resolve()), str(name), str(fold), str(savedir),
+            "--options-file", str(path)]
 
 
 def read_options_file(path):
@@ -734,9 +740,9 @@ def main(argv=None):
     parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
     parser.add_argument("--profile", choices=list(PROFILES),
                         help=f"recipe profile (default here: {DEFAULT_PROFILE}; paper with a GPU, quick without)")
-    parser.add_argument(*flag_names("continue_from_file"), dest="continue_from_file",
+    add_flag(parser, "continue_from_file",
                         help="continue from this current.pth instead of the job folder's own")
-    parser.add_argument(*flag_names("options_file"), dest="options_file",
+    add_flag(parser, "options_file",
                         help="the job's profile and options as written by train.py for the jobs it launches "
                              "(flags given beside it override them)")
     add_job_arguments(parser)

@@ -34,8 +34,8 @@ import torch
 
 import datasets
 import models
-from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results, format_seconds,
-                          job_command, job_options, split_options, train_job, untrained_teacher)
+from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results,
+                          format_seconds, job_command, job_options, split_options, train_job, untrained_teacher)
 from util.args import positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir

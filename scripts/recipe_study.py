@@ -40,8 +40,8 @@ OPTIONS = {
 DESCRIPTIONS = {
     "paper": "the paper's recipe: Adam 1e-4, batch 32, curriculum for folded models",
     "adam": "Adam 1e-3, no curriculum",
-    "block_bn": "`adam` + block-diagonal init (`--init block`) + BatchNorm while training (`--train_bn`)",
-    "kept_blocks": "`block_bn` keeping the per-image paths apart for the whole run (`--keep_blocks`)",
+    "block_bn": "`adam` + block-diagonal init (`--init block`) + BatchNorm while training (`--train-bn`)",
+    "kept_blocks": "`block_bn` keeping the per-image paths apart for the whole run (`--keep-blocks`)",
     "quick": "train.py's quick profile: `kept_blocks` at lr 2e-3 with 1 epoch of warm-up and cosine decay, "
              "KL distillation from the f = 1 model (T = 4, weight 0.5), at most 500 training images per class",
 }

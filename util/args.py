@@ -54,11 +54,16 @@ def fraction(text):
 # Flags made from the fields of a dataclass: a field declares its help and argparse type
 # once (`flag_field`), and `add_dataclass_flags` turns every field into a flag.
 
-def flag_names(dest):
-    """The spellings of the flag of `dest`: --with-hyphens, and --with_underscores as an
-    alias where the name has one (the original FoldedCNNs command lines used underscores)."""
-    hyphens = "--" + dest.replace("_", "-")
-    return [hyphens] + ([f"--{dest}"] if "_" in dest else [])
+def add_flag(container, dest, **kwargs):
+    """Add the flag of `dest` to a parser or argument group, spelt with hyphens (--batch-size);
+    where `dest` has an underscore, the spelling of the original FoldedCNNs command lines
+    (--batch_size) is accepted too, as an alias left out of --help."""
+    action = container.add_argument("--" + dest.replace("_", "-"), dest=dest, **kwargs)
+    if "_" in dest:
+        hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+        hidden.pop("required", None)
+        container.add_argument(f"--{dest}", dest=dest, **hidden)
+    return action
 
 
 def flag_field(default=None, help="", **argparse_kwargs):
@@ -73,7 +78,7 @@ def add_dataclass_flags(parser, cls):
         kwargs = dict(field.metadata)
         if field.type is bool or bool in typing.get_args(field.type):
             kwargs["action"] = argparse.BooleanOptionalAction
-        parser.add_argument(*flag_names(field.name), dest=field.name, default=None, **kwargs)
+        add_flag(parser, field.name, default=None, **kwargs)
 
 
 def given_fields(args, cls):
