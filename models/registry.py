@@ -150,7 +150,7 @@ register_family(Family(
     check=_check_cifar,
     data_folders=lambda cfg: [cfg["data"]["source"]],
     data_format="cifar",
-    make_data="put the extracted '{source}' folder under {root}/"))
+    make_data="put the extracted '{source}' folder (from the CIFAR python tarball; data/README.md) under {root}/"))
 
 
 def _lookup(cfg, dotted):
