@@ -17,14 +17,15 @@ to SAVEDIR/logs/ (local) or SAVEDIR/submitit/ (slurm). The jobs run in two waves
 f = 1 job, then the folded jobs, which distill from their f = 1 model. A failed job is
 reported with its log; the others still finish.
 
-Profiles (PROFILES in fold_trainer.py): `paper` is the original recipe of each config (the original FoldedCNNs
-repository: batch 32, 1500 epochs for game models, curriculum E = 60, ...). `quick` (the
-default without a GPU) is a recipe that closes most of the folded models' accuracy gap in a
-few CPU minutes per job: block-diagonal init, BatchNorm while training (folded into the convs
-when saved, so the model is still the paper's), a larger learning rate with warm-up and
-cosine decay, and distillation from the f = 1 model. The inference architecture is the
-paper's either way. Every field of a profile can be overridden on the command line (--epochs,
---lr, ...). How the quick profile was chosen: docs/recipe.md.
+Profiles (PROFILES in fold_trainer.py, which fold_trainer.py reads too): `paper` is the
+original recipe of each config (the original FoldedCNNs repository: batch 32, 1500 epochs
+for game models, curriculum E = 60, ...). `quick` (the default without a GPU) is a recipe
+that closes most of the folded models' accuracy gap in a few CPU minutes per job:
+block-diagonal init, BatchNorm while training (folded into the convs when saved, so the model
+is still the paper's), a larger learning rate with warm-up and cosine decay, and
+distillation from the f = 1 model. The inference architecture is the paper's either way.
+Every field of a profile can be overridden on the command line (--epochs, --lr, ...). How
+the quick profile was chosen: docs/recipe.md.
 """
 import argparse
 import time
