@@ -13,7 +13,7 @@ from models import FOLDS
 from models.flops import folded_model_intensity
 from models.layer_specs import LAYER_SPECS
 from util.arith_intensity import conv_layer_table, layer_costs
-from util.args import positive_int
+from util.args import add_flag, positive_int
 from util.errors import UserError, cli_main
 
 
@@ -28,7 +28,7 @@ def print_per_layer(name, fold, batch, nbytes):
     if fold < 1:
         raise UserError(f"--fold must be >= 1, got {fold}")
     if batch < fold:
-        raise UserError(f"--batch_size {batch} is smaller than --fold {fold}: a folded batch needs at least f images")
+        raise UserError(f"--batch-size {batch} is smaller than --fold {fold}: a folded batch needs at least f images")
     base = layer_costs(models.build_model(name, 1), models.input_shape(name, 1), batch)
     folded = layer_costs(models.build_model(name, fold), models.input_shape(name, fold), batch // fold)
     print(f"{models.load_config(name)['name']}, batch {batch} images, B = {nbytes} bytes, f = {fold}")
@@ -78,7 +78,8 @@ def print_layer(args):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch (default 1024)")
+    add_flag(parser, "batch_size", type=positive_int, default=1024,
+             help="images per batch (default 1024)")
     parser.add_argument("--bytes", type=positive_int, default=2, help="bytes per element, B (default 2: fp16)")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="models for the CSV (default: all)")
     parser.add_argument("--per-layer", metavar="MODEL", help="print the intensity of each layer of MODEL")

@@ -36,12 +36,11 @@ from tqdm import tqdm
 import models
 from models.flops import flops_per_input
 from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
-from models.registry import FAMILY_ORDER
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
 from util.device import device_name, on_device, resolve_device, set_threads
-from util.args import nonnegative_int, positive_float, positive_int
+from util.args import add_flag, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file
 from util.gpu_estimate import TimedWork
@@ -254,9 +253,9 @@ def benchmark(workload, backend, precision, device, channels_last=None, num_warm
     num_warmup = DEFAULT_WARMUP[kind] if num_warmup is None else num_warmup
     num_iteration = DEFAULT_ITERATIONS[kind] if num_iteration is None else num_iteration
     if seconds is not None and num_warmup < 1:
-        raise UserError("--seconds sizes the run from the warm-up: use --num_warmup of at least 1")
+        raise UserError("--seconds sizes the run from the warm-up: use --num-warmup of at least 1")
     if num_iteration < 1:
-        raise UserError(f"--num_iteration must be at least 1, got {num_iteration}")
+        raise UserError(f"--num-iteration must be at least 1, got {num_iteration}")
     prepared = Prepared(workload, backend, precision, device, channels_last, seed)
     mean_warm = prepared.warm_up(num_warmup)
     if seconds is not None:
@@ -297,7 +296,7 @@ def run_key(model, trial, batch, mode, fold):
 def configurations(name, folds, efficientnet):
     """(mode, fold) of every run of a model, the Original first."""
     runs = [("Original", 1)] + [("Folded", f) for f in sorted(set(folds)) if f != 1]
-    if efficientnet and models.load_config(name)["family"] == "game":
+    if efficientnet and models.has_compound_scaled(name):
         runs.append(("EfficientNet", 1))
     return runs
 
@@ -370,48 +369,59 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
 # Command lines.
 
 def list_names(families):
-    unknown = [f for f in families if f not in FAMILY_ORDER]
+    unknown = [f for f in families if f not in models.FAMILIES]
     if unknown:
-        raise UserError(f"unknown model family {unknown[0]!r}; known: {', '.join(FAMILY_ORDER)}")
+        raise UserError(f"unknown model family {unknown[0]!r}; known: {', '.join(models.FAMILIES)}")
     return [n for n in models.model_names() if not families or models.load_config(n)["family"] in families]
 
 
+def measurement_flags():
+    """The flags of how a model is run and timed, shared by `infer.py` and `infer.py sweep`."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("how to run and time")
+    add = group.add_argument
+    add("--backend", choices=list(backends.BACKENDS),
+        help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
+    add("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
+    add("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
+    add("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: PyTorch's choice)")
+    add("--align", type=positive_int, default=1,
+        help="round folded widths up to a multiple of this (8 avoids tile quantization; default 1)")
+    add_flag(group, "channels_last", action="store_true",
+        help="channels-last tensors for eager/compile (cudagraph always uses them; TensorRT picks its own)")
+    add_flag(group, "num_warmup", type=nonnegative_int,
+        help="untimed iterations, per trial in a sweep (default {})".format(
+            ", ".join(f"{v} on {k}" for k, v in DEFAULT_WARMUP.items())))
+    add_flag(group, "num_iteration", type=positive_int,
+        help="timed iterations, per trial in a sweep (default {})".format(
+            ", ".join(f"{v} on {k}" for k, v in DEFAULT_ITERATIONS.items())))
+    return parent
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[measurement_flags()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("name", nargs="?", help="model name or id (e.g. lol-gold1 or V1); "
                         f"with --layer one of {', '.join(LAYER_SPECS)}")
     parser.add_argument("fold", nargs="?", type=positive_int, default=1, help="f: images folded per input (default 1)")
     parser.add_argument("--list", nargs="*", metavar="FAMILY", default=None,
-                        help=f"print model names (of the given families: {', '.join(FAMILY_ORDER)}) and exit")
+                        help=f"print model names (of the given families: {', '.join(models.FAMILIES)}) and exit")
     parser.add_argument("--layer", action="store_true", help="NAME is a single layer of models/layer_specs.py")
     parser.add_argument("--efficientnet", action="store_true",
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
     parser.add_argument("--checkpoint", help="weights from training: a .pth with a 'model' state_dict, "
                         "or a bare state_dict (default: random weights drawn from --seed)")
-    parser.add_argument("--batch_size", type=positive_int, default=1024,
+    add_flag(parser, "batch_size", type=positive_int, default=1024,
                         help="images per batch; the model sees batch_size / fold inputs (default 1024)")
-    parser.add_argument("--backend", choices=list(backends.BACKENDS),
-                        help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
-    parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
-    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
-    parser.add_argument("--num_warmup", type=nonnegative_int,
-                        help="untimed iterations (default {})".format(
-                            ", ".join(f"{v} on {k}" for k, v in DEFAULT_WARMUP.items())))
-    timed = parser.add_mutually_exclusive_group()
-    timed.add_argument("--num_iteration", type=positive_int, help="timed iterations (default {})".format(
-        ", ".join(f"{v} on {k}" for k, v in DEFAULT_ITERATIONS.items())))
-    timed.add_argument("--seconds", type=positive_float, help="time about this long instead (sized from the warm-up)")
-    parser.add_argument("--align", type=positive_int, default=1,
-                        help="round folded widths up to a multiple of this (8 avoids tile quantization)")
-    parser.add_argument("--channels_last", action="store_true",
-                        help="channels-last tensors for eager/compile (cudagraph always uses them; TensorRT picks its own)")
-    parser.add_argument("--threads", type=positive_int,
-                        help="CPU threads for PyTorch and onnxruntime (default: PyTorch's choice)")
+    parser.add_argument("--seconds", type=positive_float,
+                        help="time about this long instead of --num-iteration (sized from the warm-up)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random weights and input batch")
     parser.add_argument("--json", action="store_true", help="print one JSON record instead of text")
-    return parser, parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seconds is not None and args.num_iteration is not None:
+        parser.error("argument --seconds: not allowed with argument --num-iteration")
+    return parser, args
 
 
 @cli_main
@@ -448,22 +458,15 @@ def main(argv=None):
 
 @cli_main
 def sweep_main(argv=None):
-    parser = argparse.ArgumentParser(prog="infer.py sweep", description=SWEEP_DOC,
+    parser = argparse.ArgumentParser(prog="infer.py sweep", description=SWEEP_DOC, parents=[measurement_flags()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="CSV to append to (created with its header if missing)")
     parser.add_argument("--models", nargs="+", required=True, help="model names or ids")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
-    parser.add_argument("--batch_sizes", nargs="+", type=positive_int, default=[1024])
+    add_flag(parser, "batch_sizes", nargs="+", type=positive_int, default=[1024])
     parser.add_argument("--trials", type=positive_int, default=10)
-    parser.add_argument("--num_warmup", type=nonnegative_int, help="untimed iterations before each trial")
-    parser.add_argument("--num_iteration", type=positive_int, help="timed iterations per trial")
-    parser.add_argument("--backend", choices=list(backends.BACKENDS))
-    parser.add_argument("--precision", choices=list(backends.DTYPES))
-    parser.add_argument("--device")
-    parser.add_argument("--no_efficientnet", action="store_true", help="skip the EfficientNet baselines")
-    parser.add_argument("--channels_last", action="store_true", help="channels-last for eager/compile")
-    parser.add_argument("--align", type=positive_int, default=1, help="round folded widths up to a multiple of this")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime")
+    add_flag(parser, "no_efficientnet", action="store_true",
+                        help="skip the EfficientNet baselines")
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_threads(args.threads)

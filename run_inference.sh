@@ -42,9 +42,9 @@ CHANNELS_LAST="${CHANNELS_LAST:-0}" # 1: channels-last tensors for eager/compile
 THREADS="${THREADS:-}"             # CPU threads of PyTorch and onnxruntime (empty: PyTorch's choice)
 
 # shellcheck disable=SC2086  # MODELS, FOLDS and BATCH_SIZES are space-separated lists
-exec "$PYTHON" infer.py sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch_sizes $BATCH_SIZES \
+exec "$PYTHON" infer.py sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch-sizes $BATCH_SIZES \
   --trials "$TRIALS" --align "$ALIGN" \
   ${BACKEND:+--backend "$BACKEND"} ${PRECISION:+--precision "$PRECISION"} ${DEVICE:+--device "$DEVICE"} \
-  ${NUM_WARMUP:+--num_warmup "$NUM_WARMUP"} ${NUM_ITERATION:+--num_iteration "$NUM_ITERATION"} \
+  ${NUM_WARMUP:+--num-warmup "$NUM_WARMUP"} ${NUM_ITERATION:+--num-iteration "$NUM_ITERATION"} \
   ${THREADS:+--threads "$THREADS"} \
-  $([ "$EFFICIENTNET" = 1 ] || echo --no_efficientnet) $([ "$CHANNELS_LAST" = 1 ] && echo --channels_last)
+  $([ "$EFFICIENTNET" = 1 ] || echo --no-efficientnet) $([ "$CHANNELS_LAST" = 1 ] && echo --channels-last)

@@ -17,14 +17,15 @@ to SAVEDIR/logs/ (local) or SAVEDIR/submitit/ (slurm). The jobs run in two waves
 f = 1 job, then the folded jobs, which distill from their f = 1 model. A failed job is
 reported with its log; the others still finish.
 
-Profiles: `paper` is the original recipe of each config (the original FoldedCNNs
-repository: batch 32, 1500 epochs for game models, curriculum E = 60, ...). `quick` (the
-default without a GPU) is a recipe that closes most of the folded models' accuracy gap in a
-few CPU minutes per job: block-diagonal init, BatchNorm while training (folded into the convs
-when saved, so the model is still the paper's), a larger learning rate with warm-up and
-cosine decay, and distillation from the f = 1 model. The inference architecture is the
-paper's either way. Every field of a profile can be overridden on the command line (--epochs,
---lr, ...). How the quick profile was chosen: docs/recipe.md.
+Profiles (PROFILES in fold_trainer.py, which fold_trainer.py reads too): `paper` is the
+original recipe of each config (the original FoldedCNNs repository: batch 32, 1500 epochs
+for game models, curriculum E = 60, ...). `quick` (the default without a GPU) is a recipe
+that closes most of the folded models' accuracy gap in a few CPU minutes per job:
+block-diagonal init, BatchNorm while training (folded into the convs when saved, so the model
+is still the paper's), a larger learning rate with warm-up and cosine decay, and
+distillation from the f = 1 model. The inference architecture is the paper's either way.
+Every field of a profile can be overridden on the command line (--epochs, --lr, ...). How
+the quick profile was chosen: docs/recipe.md.
 """
 import argparse
 import time
@@ -34,39 +35,15 @@ import torch
 
 import datasets
 import models
-from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_command, job_options,
-                          resolve_recipe, teacher_candidates, train_job, write_summary)
+from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results,
+                          format_seconds, job_command, job_options, split_options, train_job, untrained_teacher)
 from util.args import positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
 from util.launch import (Job, add_launcher_arguments, check_launcher, cpu_slots, gpu_slots, run_jobs,
                          submitit_parameters)
+from util.results import write_summary
 
-# -----------------------------------------------------------------------------------------
-# Defaults. Edit here, or override any field on the command line.
-PROFILES = {
-    # The original recipe: each config's `train` section, unchanged.
-    "paper": {},
-    # A few CPU minutes per job (docs/recipe.md measures each choice):
-    # - 20 epochs on at most 500 training images per class (V1 at data scale 0.05);
-    # - the folded model trains as f separate per-image networks (block-diagonal init, and no
-    #   gradient across images): with the paths free to mix, each image's path is drowned by
-    #   the others' for hundreds of thousands of images (the plateau); kept apart, f = 4 learns
-    #   about as fast as f = 1;
-    # - BatchNorm while training (folded into the convs when saved) takes Adam at 2e-3 with
-    #   1 epoch of warm-up and cosine decay;
-    # - folded students learn the f = 1 model's softened outputs (KL at temperature 4) half and
-    #   the labels half: a richer signal per image than the label alone;
-    # - no curriculum: a short run leaves each stage too few steps to learn even the first
-    #   classes (`--curriculum --curriculum_epochs N` restores it);
-    # - one CPU thread: these tiny models gain little from a second thread and lose much when
-    #   other processes share the cores.
-    "quick": {"epochs": 20, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "lr_warmup_epochs": 1.0,
-              "lr_decay": "cosine", "init": "block", "keep_blocks": True, "train_bn": True, "distill": True, "distill_loss": "kl",
-              "distill_temperature": 4.0, "distill_weight": 0.5, "max_train_per_class": 500,
-              "curriculum": False, "threads": 1},
-}
-DEFAULT_PROFILE = "paper" if torch.cuda.is_available() else "quick"
 data_root = "data"
 
 
@@ -79,9 +56,7 @@ def plan_jobs(names, folds, savedir, options):
     for name in dict.fromkeys(models.load_config(n)["name"] for n in names):
         datasets.dataset_dir(name, options["data_root"])
         name_folds = sorted(set(folds))
-        distills = any(distills_from_f1(name, f, options) for f in name_folds)
-        has_teacher = options.get("teacher") or any(p.is_file() for p in teacher_candidates(name, savedir))
-        if distills and 1 not in name_folds and not has_teacher:
+        if 1 not in name_folds and any(untrained_teacher(name, f, savedir, options) for f in name_folds):
             print(f"{name}: folded jobs distill from the f=1 model, which is not trained yet: training it first")
             name_folds = [1] + name_folds
         jobs += [(name, f) for f in name_folds]
@@ -119,11 +94,11 @@ def main(datasets_to_run, folds, argv=None):
         if args.launcher == "local" and args.jobs == 1:
             for i, (name, fold) in enumerate(jobs, 1):
                 print(f"[{i}/{len(jobs)}] {name} f={fold}")
-                train_job(name, fold, args.savedir, **options)
+                train_job(name, fold, args.savedir, profile=args.profile, **options)
         else:
             failures = launch_jobs(jobs, args, options)
-    finally:
-        table = write_summary(args.savedir)  # once, by this process only, from every finished job
+    finally:  # once, by this process only, from every finished job
+        table = write_summary(Path(args.savedir) / "summary.csv", finished_results(args.savedir))
     print(f"\n{Path(args.savedir) / 'summary.csv'} (this sweep took {format_seconds(time.perf_counter() - started)}):")
     print(table)
     if failures:
@@ -132,7 +107,7 @@ def main(datasets_to_run, folds, argv=None):
 
 
 def distills_from_f1(name, fold, options):
-    return resolve_recipe(name, fold, **{k: v for k, v in options.items() if k in RECIPE_OPTIONS})["distill"]
+    return split_options(options)[0].resolve(name, fold)["distill"]
 
 
 def job_slots(args, options):
@@ -170,7 +145,7 @@ def launch_jobs(jobs, args, options):
             if fold != 1 and f"{name} f=1" in failures and distills_from_f1(name, fold, options):
                 failures[f"{name} f={fold}"] = "not run, as its f=1 teacher did not finish"
                 continue
-            runnable.append(Job(f"{name} f={fold}", job_command(name, fold, args.savedir, options),
+            runnable.append(Job(f"{name} f={fold}", job_command(name, fold, args.savedir, options, args.profile),
                                 savedir / "logs" / f"{name}-f{fold}.log"))
         failures.update(run_jobs(runnable, args.launcher, slots=slots, submitit_folder=savedir / "submitit",
                                  parameters=parameters, desc=desc))

@@ -6,7 +6,7 @@ CIFAR-10/100 come through torchvision (`cifar.py`). Synthetic sources live in
 """
 from pathlib import Path
 
-from models import load_config
+from models import family_of, load_config
 from util.errors import UserError
 
 from .cifar import load_cifar
@@ -15,24 +15,25 @@ from .image_folder import load_image_folder
 SPLITS = ("train", "val", "test")
 
 
+def _load_image_folder(cfg, split, data_root):
+    folder = dataset_dir(cfg["name"], data_root) / split
+    return load_image_folder(folder, cfg["classes"], cfg["input"]["height"], cfg["input"]["width"])
+
+
+# How each data format of a model family (models.Family.data_format) is read: (cfg, split, data_root).
+LOADERS = {"image_folder": _load_image_folder, "cifar": load_cifar}
+
+
 def dataset_dir(name, data_root="data"):
     """The folder holding the dataset `name` under `data_root`; a UserError says how to make it."""
     cfg = load_config(name)
-    root = Path(data_root)
-    if cfg["family"] == "game":
-        candidates = [root / cfg["name"], root / cfg["data"]["source"]]
-        make = (f"python -m datasets.game_synth {cfg['name']} --out {root} "
-                f"(or untar the original game data so that {candidates[1]} exists)")
-    elif cfg["family"] == "noscope":
-        candidates = [root / cfg["name"]]
-        make = (f"python -m datasets.noscope_synth {cfg['name']} --build --out {root} "
-                f"(or split the real video with python -m scripts.noscope_split {cfg['name']} {candidates[0]} ...)")
-    else:
-        candidates = [root / cfg["data"]["source"]]
-        make = f"put the extracted '{cfg['data']['source']}' folder under {root}/"
+    family, root = family_of(cfg), Path(data_root)
+    candidates = [root / folder for folder in family.data_folders(cfg)]
     for folder in candidates:
         if folder.is_dir():
             return folder
+    make = family.make_data.format(name=cfg["name"], root=root, folder=candidates[0],
+                                   source=cfg["data"].get("source", ""))
     raise UserError(f"no data for {cfg['name']} at {candidates[0]}; create it with: {make}")
 
 
@@ -44,10 +45,7 @@ def load_split(name, split, data_root="data"):
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     cfg = load_config(name)
-    if cfg["family"] == "cifar":
-        return load_cifar(cfg, split, data_root)
-    folder = dataset_dir(name, data_root)
-    return load_image_folder(folder / split, cfg["classes"], cfg["input"]["height"], cfg["input"]["width"])
+    return LOADERS[family_of(cfg).data_format](cfg, split, data_root)
 
 
 def normalization(name):

@@ -42,7 +42,7 @@ def compute_model_map(progress=None):
     for name in models.model_names():
         entry = {ops_key(f): count_flops(models.build_model(name, f), models.input_shape(name, f))
                  for f in FOLDS}
-        if models.load_config(name)["family"] == "game":
+        if models.has_compound_scaled(name):
             entry["efficientnet_ops"] = count_flops(models.build_compound_scaled(name),
                                                     models.compound_scaled_input_shape(name))
         table[name] = entry

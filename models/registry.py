@@ -1,13 +1,16 @@
 """The one place that maps dataset/model names to configs and builders.
 
 Every `config/<name>.json` (except `model_map.json`) describes one dataset and its model;
-its `family` picks the builder below. A name is the config's `name` or its `id`
-(e.g. "lol-gold1" or "V1"); ids match case-insensitively.
+its `family` picks one of the families registered below (`Family`: builder, config schema,
+data, baselines, recipe defaults). A name is the config's `name` or its `id` (e.g. "lol-gold1"
+or "V1"); ids match case-insensitively. Adding a model family: README, "Adding a model".
 """
 import functools
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 from util.errors import UserError
 
@@ -19,10 +22,65 @@ from .resnet import build_resnet18
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 NON_MODEL_CONFIGS = {"model_map.json"}
-FAMILY_ORDER = ("game", "noscope", "cifar")
-BUILDERS = {"game": build_game_cnn, "noscope": build_noscope_cnn, "cifar": build_resnet18}
 
-# Required fields: dotted path -> accepted type(s). `None` in a tuple allows null.
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the code knows about one model family, registered once (`register_family`).
+
+    build(cfg, fold=1, channel_mult=None, align=1) -> nn.Module: the model of a config
+        folded `fold` times: `cfg["input"]["channels"] * fold` input channels, internal
+        widths `models.folded_width(w, fold, channel_mult, align)`, `len(cfg["classes"]) * fold`
+        outputs (image j's logits in block j, models.unfold_outputs). `build_model` applies
+        the original recipe's init (models/common.py) to what it returns.
+    schema: the config fields this family needs beyond the common ones, dotted path ->
+        type(s), and `at_least`: the smallest value of its numeric fields.
+    check(cfg, path): further config checks (a one-line UserError), or None.
+    data_folders(cfg) -> folder names under the data root that may hold the dataset (the
+        first that exists is used); `data_format`: how datasets/ reads it ("image_folder":
+        <folder>/<split>/<class>/<image>, or "cifar": torchvision's CIFAR files).
+    make_data: the command that makes the data ({name}, {root} and {folder} filled in), shown
+        when it is missing; `synthesize`: the `python -m` arguments of a generator that makes
+        a stand-in at full size, or None; `paper_data`: the command for the paper's data in
+        the report's rerun list, or None.
+    compound_scaled: (build(cfg), input_size(cfg) -> (H, W)) of the EfficientNet-style
+        baseline, or None where the paper has none.
+    curriculum: folded models train with the config's curriculum unless the recipe says otherwise.
+    batchnorm_while_training: the recipe's train_bn applies (plain conv stacks, models/batchnorm.py).
+    """
+    name: str
+    build: Callable
+    schema: dict
+    data_folders: Callable
+    make_data: str
+    data_format: str = "image_folder"
+    at_least: dict = field(default_factory=dict)
+    check: Optional[Callable] = None
+    synthesize: Optional[tuple] = None
+    paper_data: Optional[str] = None
+    compound_scaled: Optional[tuple] = None
+    curriculum: bool = False
+    batchnorm_while_training: bool = False
+
+
+FAMILIES = {}  # name -> Family, in registration order (the order of model_names())
+
+
+def register_family(family):
+    """Add a model family; its configs (`"family": family.name`) then build, train and run."""
+    if family.name in FAMILIES:
+        raise ValueError(f"model family {family.name!r} is registered already")
+    FAMILIES[family.name] = family
+    return family
+
+
+def family_of(name_or_cfg):
+    """The Family of a dataset/model name or id, or of a config."""
+    cfg = name_or_cfg if isinstance(name_or_cfg, dict) else load_config(name_or_cfg)
+    return FAMILIES[cfg["family"]]
+
+
+# Required fields of every config: dotted path -> accepted type(s). `None` in a tuple allows null.
 _NUM = (int, float)
 _COMMON = {
     "name": str, "id": str, "family": str, "description": str,
@@ -32,17 +90,67 @@ _COMMON = {
     "train.lr": _NUM, "train.weight_decay": _NUM, "train.lr_schedule": (dict, type(None)),
     "train.augment": str, "train.curriculum": (dict, type(None)), "train.distill_folded": bool,
 }
-_BY_FAMILY = {
-    "game": {"arch.conv_width": int, "arch.units": int, "arch.last_conv_width": int,
-             "data.source": str, "data.per_class": dict, "data.per_class.train": int,
-             "data.per_class.val": int, "data.per_class.test": int,
-             "train.curriculum.epochs_per_step": int, "train.curriculum.per_fold": dict},
-    "noscope": {"arch.filters": int, "arch.four_convs": bool, "arch.dense": int,
-                "data.object": str, "data.chunks": int, "data.split": dict,
-                "data.split.train": int, "data.split.val": int, "data.split.test": int},
-    "cifar": {"arch.widths": list, "arch.blocks": list, "data.source": str,
-              "data.val_images": int, "data.mean": list, "data.std": list},
-}
+# Numbers that must be in range: (dotted path, smallest value). A type check alone lets a
+# height of -5 or a conv_width of 0 through to a crash deep inside PyTorch.
+_COMMON_AT_LEAST = {"input.channels": 1, "input.height": 1, "input.width": 1, "train.epochs": 1,
+                    "train.batch_size": 1, "train.weight_decay": 0, "train.curriculum.epochs_per_step": 1}
+
+
+def _check_noscope(cfg, path):
+    for split, chunk in cfg["data"]["split"].items():
+        if chunk > cfg["data"]["chunks"]:
+            raise UserError(f"{path}: field 'data.split.{split}' is chunk {chunk}, "
+                            f"but 'data.chunks' is {cfg['data']['chunks']}")
+
+
+def _check_cifar(cfg, path):
+    for key in ("widths", "blocks"):
+        values = cfg["arch"][key]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise UserError(f"{path}: field 'arch.{key}' must be a non-empty list of whole numbers >= 1")
+
+
+register_family(Family(
+    "game", build_game_cnn,
+    schema={"arch.conv_width": int, "arch.units": int, "arch.last_conv_width": int,
+            "data.source": str, "data.per_class": dict, "data.per_class.train": int,
+            "data.per_class.val": int, "data.per_class.test": int,
+            "train.curriculum.epochs_per_step": int, "train.curriculum.per_fold": dict},
+    at_least={"arch.conv_width": 1, "arch.units": 1, "arch.last_conv_width": 1, "data.per_class.train": 1,
+              "data.per_class.val": 1, "data.per_class.test": 1},
+    data_folders=lambda cfg: [cfg["name"], cfg["data"]["source"]],
+    make_data=("python -m datasets.game_synth {name} --out {root} "
+               "(or untar the original game data so that {root}/{source} exists)"),
+    synthesize=("datasets.game_synth", "{name}", "--out", "{root}"),
+    paper_data="python -m datasets.game_synth {name} --scale 1   # or --data-root /path/to/game_data",
+    compound_scaled=(build_compound_scaled_cnn, compound_scaled_input_size),
+    curriculum=True, batchnorm_while_training=True))
+
+register_family(Family(
+    "noscope", build_noscope_cnn,
+    schema={"arch.filters": int, "arch.four_convs": bool, "arch.dense": int,
+            "data.object": str, "data.chunks": int, "data.split": dict,
+            "data.split.train": int, "data.split.val": int, "data.split.test": int},
+    at_least={"arch.filters": 1, "arch.dense": 1, "data.chunks": 1, "data.split.train": 1,
+              "data.split.val": 1, "data.split.test": 1},
+    check=_check_noscope,
+    data_folders=lambda cfg: [cfg["name"]],
+    make_data=("python -m datasets.noscope_synth {name} --build --out {root} "
+               "(or split the real video with python -m scripts.noscope_split {name} {folder} ...)"),
+    synthesize=("datasets.noscope_synth", "{name}", "--build", "--out", "{root}"),
+    paper_data=("python -m scripts.noscope_video_save VIDEO.mp4 frames/ && "
+                "python -m scripts.noscope_split {name} data/{name} --infile LABELS.csv --indir frames/"),
+    batchnorm_while_training=True))
+
+register_family(Family(
+    "cifar", build_resnet18,
+    schema={"arch.widths": list, "arch.blocks": list, "data.source": str,
+            "data.val_images": int, "data.mean": list, "data.std": list},
+    at_least={"data.val_images": 1},
+    check=_check_cifar,
+    data_folders=lambda cfg: [cfg["data"]["source"]],
+    data_format="cifar",
+    make_data="put the extracted '{source}' folder (from the CIFAR python tarball; data/README.md) under {root}/"))
 
 
 def _lookup(cfg, dotted):
@@ -56,60 +164,40 @@ def _lookup(cfg, dotted):
 
 _MISSING = object()
 
-# Numbers that must be in range: (dotted path, smallest value). A type check alone lets a
-# height of -5 or a conv_width of 0 through to a crash deep inside PyTorch.
-_AT_LEAST = {
-    "input.channels": 1, "input.height": 1, "input.width": 1, "train.epochs": 1, "train.batch_size": 1,
-    "train.weight_decay": 0, "train.curriculum.epochs_per_step": 1,
-    "arch.conv_width": 1, "arch.units": 1, "arch.last_conv_width": 1, "data.per_class.train": 1,
-    "data.per_class.val": 1, "data.per_class.test": 1,
-    "arch.filters": 1, "arch.dense": 1, "data.chunks": 1, "data.split.train": 1, "data.split.val": 1,
-    "data.split.test": 1, "data.val_images": 1,
-}
-
-
-def _check_ranges(cfg, path):
-    for field, least in _AT_LEAST.items():
-        value = _lookup(cfg, field)
+def _check_ranges(cfg, path, family):
+    for field_name, least in {**_COMMON_AT_LEAST, **family.at_least}.items():
+        value = _lookup(cfg, field_name)
         if value is not _MISSING and not (math.isfinite(value) and value >= least):
-            raise UserError(f"{path}: field '{field}' must be at least {least}, got {value!r}")
+            raise UserError(f"{path}: field '{field_name}' must be at least {least}, got {value!r}")
     lr = cfg["train"]["lr"]
     if not (math.isfinite(lr) and lr > 0):
         raise UserError(f"{path}: field 'train.lr' must be a positive number, got {lr!r}")
-    if cfg["family"] == "noscope":
-        for split, chunk in cfg["data"]["split"].items():
-            if chunk > cfg["data"]["chunks"]:
-                raise UserError(f"{path}: field 'data.split.{split}' is chunk {chunk}, "
-                                f"but 'data.chunks' is {cfg['data']['chunks']}")
-    if cfg["family"] == "cifar":
-        for field in ("arch.widths", "arch.blocks"):
-            values = _lookup(cfg, field)
-            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-                raise UserError(f"{path}: field '{field}' must be a non-empty list of whole numbers >= 1")
+    if family.check is not None:
+        family.check(cfg, path)
 
 
 def validate_config(cfg, path):
     """Raise a one-line UserError naming the file and field of the first problem."""
     if not isinstance(cfg, dict):
         raise UserError(f"{path}: a config must be a JSON object")
-    family = cfg.get("family")
-    if family not in BUILDERS:
-        raise UserError(f"{path}: field 'family' must be one of {sorted(BUILDERS)}, got {family!r}")
-    for field, types in {**_COMMON, **_BY_FAMILY[family]}.items():
-        value = _lookup(cfg, field)
+    family = FAMILIES.get(cfg.get("family"))
+    if family is None:
+        raise UserError(f"{path}: field 'family' must be one of {sorted(FAMILIES)}, got {cfg.get('family')!r}")
+    for field_name, types in {**_COMMON, **family.schema}.items():
+        value = _lookup(cfg, field_name)
         if value is _MISSING:
-            if field.startswith("train.curriculum.") and cfg["train"].get("curriculum") is None:
+            if field_name.startswith("train.curriculum.") and cfg["train"].get("curriculum") is None:
                 continue
-            raise UserError(f"{path}: missing field '{field}'")
+            raise UserError(f"{path}: missing field '{field_name}'")
         ok = isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
         if not ok:
             names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-            raise UserError(f"{path}: field '{field}' must be {names}, got {type(value).__name__} {value!r}")
+            raise UserError(f"{path}: field '{field_name}' must be {names}, got {type(value).__name__} {value!r}")
     if not cfg["classes"] or not all(isinstance(c, str) for c in cfg["classes"]):
         raise UserError(f"{path}: field 'classes' must be a non-empty list of strings")
-    if cfg["classes"] != sorted(cfg["classes"]) and family != "cifar":
+    if cfg["classes"] != sorted(cfg["classes"]) and family.data_format == "image_folder":
         raise UserError(f"{path}: field 'classes' must be in sorted (image-folder) order")
-    _check_ranges(cfg, path)
+    _check_ranges(cfg, path, family)
     if Path(path).stem != cfg["name"]:
         raise UserError(f"{path}: field 'name' is {cfg['name']!r} but the file is named {Path(path).name}")
     return cfg
@@ -138,7 +226,8 @@ def _all_configs():
 def model_names():
     """Every dataset/model name the configs define, game first, then NoScope, then CIFAR."""
     configs = _all_configs()
-    return sorted(configs, key=lambda n: (FAMILY_ORDER.index(configs[n]["family"]), configs[n]["id"]))
+    order = list(FAMILIES)
+    return sorted(configs, key=lambda n: (order.index(configs[n]["family"]), configs[n]["id"]))
 
 
 def name_rank(name):
@@ -170,9 +259,13 @@ def build_model(name, fold=1, channel_mult=None, align=1):
     fold=1 is the original CNN; fold>1 takes 3f channels, widens internal layers by
     sqrt(f) (or `channel_mult`), rounds them up to multiples of `align`, emits f*K logits.
     """
-    cfg = load_config(name)
+    return build_from_config(load_config(name), fold, channel_mult, align)
+
+
+def build_from_config(cfg, fold=1, channel_mult=None, align=1):
+    """build_model of a validated config (validate_config) rather than a name."""
     check_fold(fold)
-    return init_weights(BUILDERS[cfg["family"]](cfg, fold, channel_mult, align))
+    return init_weights(FAMILIES[cfg["family"]].build(cfg, fold, channel_mult, align))
 
 
 def input_shape(name, fold=1):
@@ -182,16 +275,25 @@ def input_shape(name, fold=1):
     return (cfg["input"]["channels"] * fold, cfg["input"]["height"], cfg["input"]["width"])
 
 
+def _compound_scaled(name):
+    cfg = load_config(name)
+    if FAMILIES[cfg["family"]].compound_scaled is None:
+        with_one = [f for f, family in FAMILIES.items() if family.compound_scaled is not None]
+        raise UserError(f"the EfficientNet baseline exists for {'/'.join(with_one)} models only, not {cfg['name']!r}")
+    return cfg, FAMILIES[cfg["family"]].compound_scaled
+
+
+def has_compound_scaled(name):
+    """Whether the paper compares `name` with an EfficientNet-style compound-scaled baseline."""
+    return family_of(name).compound_scaled is not None
+
+
 def build_compound_scaled(name):
     """The EfficientNet-style shrunken baseline of a game model (the paper's comparison with EfficientNet compound scaling)."""
-    cfg = load_config(name)
-    if cfg["family"] != "game":
-        raise UserError(f"the EfficientNet baseline exists for game models only, not {cfg['name']!r}")
-    return init_weights(build_compound_scaled_cnn(cfg))
+    cfg, (build, _) = _compound_scaled(name)
+    return init_weights(build(cfg))
 
 
 def compound_scaled_input_shape(name):
-    cfg = load_config(name)
-    if cfg["family"] != "game":
-        raise UserError(f"the EfficientNet baseline exists for game models only, not {cfg['name']!r}")
-    return (cfg["input"]["channels"], *compound_scaled_input_size(cfg))
+    cfg, (_, input_size) = _compound_scaled(name)
+    return (cfg["input"]["channels"], *input_size(cfg))

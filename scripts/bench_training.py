@@ -13,7 +13,7 @@ decay), and is timed over the whole step
   each batch to the device): the plain PyTorch pipeline, as a baseline;
 - tensor cache: the trainer's pipeline, batches indexed from a uint8 cache on the device;
 - + fused Adam (GPU): one kernel for the whole update, the trainer's default on a GPU;
-- + CUDA graph (GPU): the step replayed from a CUDA graph (`fold_trainer.py --cuda_graph`).
+- + CUDA graph (GPU): the step replayed from a CUDA graph (`fold_trainer.py --cuda-graph`).
 This is a benchmark, not a test: it prints a table.
 """
 import argparse
@@ -28,7 +28,7 @@ import models
 from datasets import dataset_dir, game_synth
 from datasets.batches import load_job_data, training_batches
 from fold_trainer import make_optimizer, make_train_step, resolve_recipe
-from util.args import positive_int
+from util.args import add_flag, positive_int
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
 from util.errors import cli_main
@@ -104,11 +104,11 @@ def print_table(name, rows, steps, device, workers):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="lol-gold1", help="dataset/model name or id (default lol-gold1, V1)")
-    parser.add_argument("--data-root", "--data_root", dest="data_root",
-                        help="folder holding the dataset (default: generate a small one in a temp dir)")
+    add_flag(parser, "data_root", help="folder holding the dataset (default: generate a small one in a temp dir)")
     parser.add_argument("--folds", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--steps", type=positive_int, default=100, help="timed steps per variant (default 100)")
-    parser.add_argument("--batch_size", "--batch-size", type=int, default=32, help="images per step (default 32)")
+    add_flag(parser, "batch_size", type=int, default=32,
+             help="images per step (default 32)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (default 2)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--threads", type=int, help="CPU threads of torch in the training process (default: torch's)")

@@ -27,7 +27,7 @@ import torch
 
 import models
 from infer import sweep, sweep_work
-from util.args import nonnegative_int, positive_int
+from util.args import add_flag, nonnegative_int, positive_int
 from util.backends import torch_compile, trt_engine
 from util.device import cpu_name, resolve_device
 from util.errors import UserError, cli_main
@@ -111,10 +111,10 @@ def main(argv=None):
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["cudagraph"],
                         help="backends to sweep (cudagraph always; compile runs Inductor's default mode)")
     parser.add_argument("--models", nargs="+", help="names or ids (default: every game and NoScope model)")
-    parser.add_argument("--batch_size", type=positive_int, default=1024)
+    add_flag(parser, "batch_size", type=positive_int, default=1024)
     parser.add_argument("--trials", type=positive_int, default=3)
-    parser.add_argument("--num_warmup", type=nonnegative_int, default=50)
-    parser.add_argument("--num_iteration", type=positive_int, default=1000)
+    add_flag(parser, "num_warmup", type=nonnegative_int, default=50)
+    add_flag(parser, "num_iteration", type=positive_int, default=1000)
     args = parser.parse_args(argv)
     device = check_gpu(args.device)
     engines = list(dict.fromkeys(["cudagraph", *args.engines]))

@@ -4,7 +4,7 @@ each model comes to the GPU's memory-bandwidth and tensor-core rooflines.
 
     python -m scripts.gpu_benchmark --out results/gpu              # on a CUDA GPU
     python -m scripts.gpu_benchmark --device cpu --backends eager --precision fp32 \
-        --models night --folds 1 2 --batch_size 8 --trials 1 --num_iteration 2   # a dry run
+        --models night --folds 1 2 --batch-size 8 --trials 1 --num-iteration 2   # a dry run
 
 The peaks are measured here: bandwidth by a large device-to-device copy (bytes read +
 written per second), FLOP/s by a large matmul in the benchmark's precision (tensor cores
@@ -15,7 +15,7 @@ output once); its FLOPs come from config/model_map.json. Results: OUT/<backend>.
 
 Time: the compile backend's default mode, max-autotune, searches Triton kernels for every
 model and fold, minutes each on a GPU (an hour or more for the default models);
-`--compile_mode default` compiles in seconds with Inductor's standard kernels.
+`--compile-mode default` compiles in seconds with Inductor's standard kernels.
 """
 import argparse
 import contextlib
@@ -30,6 +30,7 @@ from util import backends
 from util.arith_intensity import model_intensity
 from util.backends import torch_compile
 from util.device import device_name
+from util.args import add_flag
 from util.errors import cli_main
 from util.roofline import copy_bandwidth, matmul_flops
 
@@ -119,17 +120,19 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", default=["cudagraph", "compile"], choices=list(backends.BACKENDS))
     parser.add_argument("--models", nargs="+", help="names or ids (default: all game and NoScope models)")
     parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
-    parser.add_argument("--batch_size", type=int, default=1024)
+    add_flag(parser, "batch_size", type=int, default=1024)
     parser.add_argument("--precision", default="fp16", choices=list(backends.DTYPES))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--num_warmup", type=int, default=100)
-    parser.add_argument("--num_iteration", type=int, default=2000)
-    parser.add_argument("--copy_mib", type=int, default=1024, help="size of the bandwidth probe's copy")
-    parser.add_argument("--matmul_n", type=int, default=8192, help="size of the FLOP/s probe's matmul")
-    parser.add_argument("--compile_mode", choices=list(torch_compile.GPU_MODES), default=torch_compile.MODE,
-                        help="Inductor mode of the compile backend (default max-autotune: minutes per model "
-                             "on a GPU; default: seconds)")
+    add_flag(parser, "num_warmup", type=int, default=100)
+    add_flag(parser, "num_iteration", type=int, default=2000)
+    add_flag(parser, "copy_mib", type=int, default=1024,
+             help="size of the bandwidth probe's copy")
+    add_flag(parser, "matmul_n", type=int, default=8192,
+             help="size of the FLOP/s probe's matmul")
+    add_flag(parser, "compile_mode", choices=list(torch_compile.GPU_MODES), default=torch_compile.MODE,
+             help="Inductor mode of the compile backend (default max-autotune: minutes per model "
+             "on a GPU; default: seconds)")
     args = parser.parse_args(argv)
     torch_compile.MODE = args.compile_mode
     device = backends.check_device(args.backends[0], args.device)

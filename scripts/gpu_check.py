@@ -41,7 +41,7 @@ BENCH_TRIALS, BENCH_WARMUP, BENCH_ITERATIONS = 1, 20, 500
 # the CUDA tests build three TensorRT engines and compile twice; the training runs are 3
 # epochs of 100 images per class.
 STEP_SECONDS = {"CUDA-only tests": 180, "generate V2 data": 15, "train on the GPU": 30,
-                "train with --cuda_graph": 30, "training throughput": 45}
+                "train with --cuda-graph": 30, "training throughput": 45}
 
 
 def tensorrt_missing():
@@ -70,21 +70,21 @@ def steps(device, out, trt_missing):
     python = sys.executable
     data, runs = out / "data", out / "runs"
     train = [python, "fold_trainer.py", "V2", "2", None, "--data-root", str(data), "--epochs", "3",
-             "--max_train_per_class", "100", "--batch_size", "32", "--device", str(device), "--no-progress"]
+             "--max-train-per-class", "100", "--batch-size", "32", "--device", str(device), "--no-progress"]
     return [
         ("CUDA-only tests", [python, "-m", "pytest", "-q", "-rs", "-m", "cuda", "tests"],
          {"CUDA_VISIBLE_DEVICES": visible_devices(device)}),
         ("generate V2 data", [python, "-m", "datasets.game_synth", "apex-count", "--scale", "0.1",
                               "--out", str(data)], {}),
         ("train on the GPU", [str(runs / "eager") if a is None else a for a in train], {}),
-        ("train with --cuda_graph", [str(runs / "graph") if a is None else a for a in train] + ["--cuda_graph"], {}),
+        ("train with --cuda-graph", [str(runs / "graph") if a is None else a for a in train] + ["--cuda-graph"], {}),
         ("training throughput", [python, "-m", "scripts.bench_training", "--device", str(device),
                                  "--steps", "300"], {}),
         ("inference benchmark", [python, "-m", "scripts.gpu_benchmark", "--out", str(out / "gpu"),
                                  "--device", str(device), "--backends", *bench_backends(trt_missing),
-                                 "--compile_mode", "default", "--models", *BENCH_MODELS,
+                                 "--compile-mode", "default", "--models", *BENCH_MODELS,
                                  "--folds", *map(str, BENCH_FOLDS), "--trials", str(BENCH_TRIALS),
-                                 "--num_warmup", str(BENCH_WARMUP), "--num_iteration", str(BENCH_ITERATIONS)], {}),
+                                 "--num-warmup", str(BENCH_WARMUP), "--num-iteration", str(BENCH_ITERATIONS)], {}),
     ]
 
 

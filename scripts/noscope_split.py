@@ -9,6 +9,7 @@ import argparse
 
 from datasets.noscope import format_stats, split_frames
 from models import load_config, model_names
+from util.args import add_flag
 from util.errors import cli_main
 
 
@@ -20,7 +21,8 @@ def main(argv=None):
     parser.add_argument("outdir", help="output folder: OUTDIR/{train,val,test}/{0,1}/<frame>.png")
     parser.add_argument("--infile", required=True, help="NoScope label CSV (columns frame, object_name, ...)")
     parser.add_argument("--indir", required=True, help="frames written by scripts/noscope_video_save.py")
-    parser.add_argument("--print_stats", action="store_true", help="print the positive fraction of each split")
+    add_flag(parser, "print_stats", action="store_true",
+             help="print the positive fraction of each split")
     parser.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them")
     parser.add_argument("--force", action="store_true",
                         help="replace OUTDIR even if it is not a split this tool wrote (deletes its files)")

@@ -22,10 +22,10 @@ import matplotlib.pyplot as plt
 
 import datasets
 import models
-import train
-from fold_trainer import read_metrics, train_job
+from fold_trainer import PROFILES, train_job
 from util.errors import UserError, cli_main
 from util.files import atomic_write_bytes
+from util.job_folder import read_metrics
 
 plt.switch_backend("Agg")  # files only
 
@@ -35,13 +35,13 @@ OPTIONS = {
     "adam": {**BASE, "lr": 1e-3},
     "block_bn": {**BASE, "lr": 1e-3, "init": "block", "train_bn": True},
     "kept_blocks": {**BASE, "lr": 1e-3, "init": "block", "keep_blocks": True, "train_bn": True},
-    "quick": {**train.PROFILES["quick"], "progress": False},
+    "quick": {**PROFILES["quick"], "progress": False},
 }
 DESCRIPTIONS = {
     "paper": "the paper's recipe: Adam 1e-4, batch 32, curriculum for folded models",
     "adam": "Adam 1e-3, no curriculum",
-    "block_bn": "`adam` + block-diagonal init (`--init block`) + BatchNorm while training (`--train_bn`)",
-    "kept_blocks": "`block_bn` keeping the per-image paths apart for the whole run (`--keep_blocks`)",
+    "block_bn": "`adam` + block-diagonal init (`--init block`) + BatchNorm while training (`--train-bn`)",
+    "kept_blocks": "`block_bn` keeping the per-image paths apart for the whole run (`--keep-blocks`)",
     "quick": "train.py's quick profile: `kept_blocks` at lr 2e-3 with 1 epoch of warm-up and cosine decay, "
              "KL distillation from the f = 1 model (T = 4, weight 0.5), at most 500 training images per class",
 }

@@ -273,15 +273,12 @@ def rerun_commands(names, folds):
     names = models.ordered_names(names)
     lines = ["```bash"]
     for name in names:
-        family = models.load_config(name)["family"]
-        if family == "game":
-            lines.append(f"python -m datasets.game_synth {name} --scale 1   # or --data-root /path/to/game_data")
-        elif family == "noscope":
-            lines.append(f"python -m scripts.noscope_video_save VIDEO.mp4 frames/ && "
-                         f"python -m scripts.noscope_split {name} data/{name} --infile LABELS.csv --indir frames/")
+        paper_data = models.family_of(name).paper_data
+        if paper_data is not None:
+            lines.append(paper_data.format(name=name))
     lines += [f"python train.py runs/paper --profile paper --datasets {' '.join(names)} "
               f"--folds {' '.join(map(str, folds))}",
-              f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper   # one cell: the config's recipe",
+              f"python fold_trainer.py {names[0]} {folds[-1]} runs/paper --profile paper   # one cell",
               f"MODELS=\"{' '.join(names)}\" TRIALS=10 BACKEND=tensorrt ./run_inference.sh results.csv",
               "```"]
     return lines

@@ -30,12 +30,13 @@ import torch
 import datasets
 import models
 from datasets.game_synth import split_counts
-from fold_trainer import job_dir, read_metrics
+from fold_trainer import PROFILES, job_dir
 from models import occam
 from util import backends
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
+from util.job_folder import read_metrics
 
 plt.switch_backend("Agg")  # files only
 
@@ -99,18 +100,17 @@ def make_data(names, scale, data_root, min_train_per_class=0, eval_scale=1.0):
         if cfg["family"] == "game" and not (Path(data_root) / cfg["data"]["source"]).is_dir():
             make_game_data(cfg, scale, data_root, min_train_per_class, eval_scale)
             continue
-        try:  # real data, or NoScope/CIFAR
+        try:  # real data, or a family without scale options
             datasets.dataset_dir(name, data_root)
             print(f"==> data for {name}: found under {data_root}, reused", flush=True)
             continue
-        except UserError:
-            pass
-        if cfg["family"] == "noscope":
-            step(f"synthesize NoScope {name}", [sys.executable, "-m", "datasets.noscope_synth", name,
-                                                "--build", "--out", data_root])
-        else:
-            raise UserError(f"{name}: CIFAR cannot be downloaded here; put its files under {data_root} "
-                            f"(see data/README.md) or leave it out of DATASETS")
+        except UserError as missing:
+            family = models.family_of(cfg)
+            if family.synthesize is None:
+                raise UserError(f"{missing}; no generator makes {family.name} data here, so make it or leave "
+                                f"{name} out of DATASETS") from None
+        step(f"synthesize {name}", [sys.executable, "-m", *(arg.format(name=name, root=data_root)
+                                                           for arg in family.synthesize)])
 
 
 def make_game_data(cfg, scale, data_root, min_train_per_class, eval_scale):
@@ -141,7 +141,8 @@ def main(argv=None):
     parser.add_argument("--eval-scale", type=positive_float, default=1.0,
                         help="size of generated game val/test sets (default %(default)s: whole, so that "
                              "accuracies are measured on 100-200 images per class whatever --scale)")
-    parser.add_argument("--profile", choices=["quick", "paper"], default="quick")
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick",
+                        help="training profile (fold_trainer.PROFILES; default %(default)s, minutes per job)")
     parser.add_argument("--data-root", default="data", help="generated or real data (default %(default)s)")
     parser.add_argument("--out", default="results", help="report folder (default %(default)s)")
     parser.add_argument("--jobs", type=positive_int, default=1 if torch.cuda.is_available() else os.cpu_count() or 1,
@@ -177,8 +178,8 @@ def main(argv=None):
     else:
         chosen = os.environ.get("ROOFLINE_BACKENDS", "").split()
         step("roofline", [sys.executable, "-m", "scripts.roofline", "--out", out, "--models", *names,
-                          "--folds", *folds, "--trials", timing["TRIALS"], "--num_warmup", timing["NUM_WARMUP"],
-                          "--num_iteration", timing["NUM_ITERATION"], *(["--backends", *chosen] if chosen else [])])
+                          "--folds", *folds, "--trials", timing["TRIALS"], "--num-warmup", timing["NUM_WARMUP"],
+                          "--num-iteration", timing["NUM_ITERATION"], *(["--backends", *chosen] if chosen else [])])
 
     chains = [n for n in names if occam.supports(n)]  # OCCAM's analysis covers chains of layers
     if chains:

@@ -25,7 +25,7 @@ from infer import BYTES_PER_ELEMENT, Prepared, build_workload, images_per_second
 from util import backends
 from util.arith_intensity import model_intensity
 from util.device import device_name, resolve_device, set_threads
-from util.args import nonnegative_int, positive_int
+from util.args import add_flag, nonnegative_int, positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_write_text, check_output_dir
 from util.results import read_results
@@ -191,19 +191,19 @@ def main(argv=None):
     parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
     parser.add_argument("--backends", nargs="+", choices=list(backends.BACKENDS),
                         help="default: eager, compile (on a CPU) and the fastest backend here")
-    parser.add_argument("--batch_size", type=positive_int, default=1024)
+    add_flag(parser, "batch_size", type=positive_int, default=1024)
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if there is a GPU)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads of every backend and of the probes")
     parser.add_argument("--trials", type=positive_int, default=3)
-    parser.add_argument("--num_warmup", type=nonnegative_int, default=1)
-    parser.add_argument("--num_iteration", type=positive_int, default=3)
-    parser.add_argument("--matmul_n", type=positive_int, help="size of the FLOP/s probe's square matmul "
-                        f"(default {MATMUL_N['cuda']} on a GPU, {MATMUL_N['cpu']} on a CPU)")
+    add_flag(parser, "num_warmup", type=nonnegative_int, default=1)
+    add_flag(parser, "num_iteration", type=positive_int, default=3)
+    add_flag(parser, "matmul_n", type=positive_int, help="size of the FLOP/s probe's square matmul "
+             f"(default {MATMUL_N['cuda']} on a GPU, {MATMUL_N['cpu']} on a CPU)")
     parser.add_argument("--results", nargs="+", metavar="CSV",
                         help="take the throughputs of these run_inference.sh CSVs (their Original and Folded "
                              "rows, largest batch size) instead of timing them; only the peaks are measured")
-    parser.add_argument("--copy_mib", type=positive_int, default=512, help="size of the bandwidth probe's copy")
+    add_flag(parser, "copy_mib", type=positive_int, default=512, help="size of the bandwidth probe's copy")
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_threads(args.threads)

@@ -20,6 +20,7 @@ from scripts import noscope_video_save, plot_results, report, reproduce, tradeof
 from tests.helpers import REPO, assert_clean_error, run_cli
 from util.errors import UserError
 from util.files import atomic_write_bytes, check_output_dir, check_output_file
+from util.job_folder import read_metrics
 from util.results import RESULTS_HEADER, read_results, read_summary, resume_results, settings_path
 
 TINY_JOB = dict(epochs=1, batch_size=32, max_train_per_class=2, progress=False, threads=1, device="cpu")
@@ -211,7 +212,7 @@ def test_diverging_training_stops_and_keeps_the_last_checkpoint(tmp_path, game_d
     job = tmp_path / "lol-gold1" / "fold1"
     assert not (job / "done.json").exists()
     epochs_done = 1 if batch_size == 32 else 0
-    assert len(fold_trainer.read_metrics(job / "metrics.csv")) == epochs_done
+    assert len(read_metrics(job / "metrics.csv")) == epochs_done
     if epochs_done:
         checkpoint = torch.load(job / "current.pth", weights_only=False)
         assert checkpoint["epoch"] == 1

@@ -11,7 +11,7 @@ import torch
 import torch._dynamo
 
 from datasets import game_synth
-from fold_trainer import read_metrics, train_job
+from fold_trainer import train_job
 from infer import TOLERANCE, Prepared, build_workload, random_inputs, sweep
 from scripts.gpu_check import main as gpu_check_main
 from tests.helpers import REPO, assert_clean_error, needs_cuda, run_cli
@@ -19,6 +19,7 @@ from util import backends
 from util.backends import torch_compile, trt_engine
 from util.device import check_cuda_index, on_device
 from util.errors import UserError
+from util.job_folder import read_metrics
 
 NAME = "apex-count"  # V2, the training tests' dataset
 TINY = dict(max_train_per_class=20, batch_size=16, lr=1e-3, curriculum=False, progress=False)

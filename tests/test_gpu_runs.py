@@ -46,8 +46,8 @@ def test_gpu_check_commands(tmp_path):
     workload), TensorRT joins it where it imports, and the tests see the checked GPU alone."""
     steps = {name: (command, env) for name, command, env in gpu_check.steps(torch.device("cuda:1"), tmp_path, None)}
     bench = steps["inference benchmark"][0]
-    assert bench[bench.index("--compile_mode") + 1] == "default"
-    assert bench[bench.index("--backends") + 1:bench.index("--compile_mode")] == ["cudagraph", "compile", "tensorrt"]
+    assert bench[bench.index("--compile-mode") + 1] == "default"
+    assert bench[bench.index("--backends") + 1:bench.index("--compile-mode")] == ["cudagraph", "compile", "tensorrt"]
     assert all(str(tmp_path) in " ".join(command) for name, (command, _) in steps.items()
                if name not in ("CUDA-only tests", "training throughput"))
     assert steps["CUDA-only tests"][1] == {"CUDA_VISIBLE_DEVICES": gpu_check.visible_devices(torch.device("cuda:1"))}
@@ -137,7 +137,7 @@ def test_roofline_from_a_sweeps_csv(tmp_path):
     rows = sweep(csv_path, ["V2"], [1, 2], [4], 1, "eager", "fp32", "cpu", efficientnet=True,
                  num_warmup=0, num_iteration=1)
     roofline.main(["--results", str(csv_path), "--out", str(tmp_path), "--device", "cpu", "--precision", "fp32",
-                   "--matmul_n", "128", "--copy_mib", "4", "--trials", "1"])
+                   "--matmul-n", "128", "--copy-mib", "4", "--trials", "1"])
     table = (tmp_path / "roofline.csv").read_text().splitlines()
     measured = {(r["Fold"]): float(r["Throughput"]) for r in rows if r["Mode"] != "EfficientNet"}
     got = {line.split(",")[2]: float(line.split(",")[3]) for line in table[1:]}

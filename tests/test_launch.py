@@ -2,7 +2,6 @@
 locally and through submitit's local executor (the submission code of --launcher slurm),
 giving the same summary.csv as the sequential sweep; a killed sweep that is rerun finishes
 without retraining its finished jobs; a failed job is reported with its log."""
-import argparse
 import csv
 import os
 import shutil
@@ -14,10 +13,10 @@ import time
 import pytest
 
 import fold_trainer
-import train
 from datasets import game_synth
 from tests.helpers import REPO, assert_clean_error, run_cli
 from util.files import exclusive_lock
+from util.job_folder import LOCK_FILE
 
 DATASETS = ["lol-gold1", "apex-count"]  # V1 and V2
 # The quick profile (block init, KL distillation from f = 1) on a few images for 2 epochs.
@@ -50,16 +49,17 @@ def sequential(data_root, tmp_path_factory):
     return rows
 
 
-def test_job_command_gives_back_the_options_it_was_made_from():
-    options = {"data_root": "data", **train.PROFILES["quick"], "seed": 3, "progress": False, "cuda_graph": True,
-               "device": "cpu", "teacher": "t.pth", "curriculum_epochs": 2}
-    command = fold_trainer.job_command("V1", 4, "runs/x", options)
-    assert command[:5] == [sys.executable, str(REPO / "fold_trainer.py"), "V1", "4", "runs/x"]
-    parser = argparse.ArgumentParser()
-    for positional in ("name", "fold", "savedir"):
-        parser.add_argument(positional)
-    fold_trainer.add_job_arguments(parser)
-    assert fold_trainer.job_options(parser.parse_args(command[2:])) == options
+def test_job_command_hands_every_option_to_the_job_as_data(tmp_path):
+    options = {"data_root": "data", "seed": 3, "progress": False, "cuda_graph": True, "device": "cpu",
+               "teacher": "t.pth", "curriculum_epochs": 2, "lr": 5e-3}
+    command = fold_trainer.job_command("V1", 4, tmp_path, options, "quick")
+    assert command[:5] == [sys.executable, str(REPO / "fold_trainer.py"), "V1", "4", str(tmp_path)]
+    assert command[5] == "--options-file"
+    profile, read_back = fold_trainer.read_options_file(command[6])
+    assert profile == "quick"
+    assert set(read_back) == set(fold_trainer.JOB_OPTIONS)  # every field, the defaults too
+    assert fold_trainer.split_options(read_back) == fold_trainer.split_options({**fold_trainer.PROFILES["quick"],
+                                                                                **options})
 
 
 def test_submitit_local_executor_gives_the_sequential_summary(data_root, sequential, tmp_path):
@@ -93,7 +93,7 @@ def test_killed_parallel_sweep_reruns_to_the_sequential_summary_without_retraini
 
 
 def test_a_failed_job_is_reported_with_its_log_and_the_others_finish(data_root, tmp_path):
-    busy = tmp_path / "apex-count" / "fold1" / fold_trainer.LOCK_FILE
+    busy = tmp_path / "apex-count" / "fold1" / LOCK_FILE
     with exclusive_lock(busy, "test"):  # as if an old sweep were still training V2 f=1
         proc = run_cli("train.py", tmp_path, *SWEEP, "--epochs", "1", "--data-root", data_root, "--jobs", "2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

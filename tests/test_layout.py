@@ -5,7 +5,7 @@ the ground floor (standard library, third-party packages and util/ only); no oth
 imports a top-level script, except train.py -> fold_trainer.py; the stand-alone tools in
 scripts/ may import anything and nothing imports them, except tradeoff's `--summary`, which
 reads the report's tables (the one way the two share data). Tests may import anything.
-No import cycles, and no function longer than 80 lines.
+No import cycles, no function longer than 80 lines and no class longer than 150.
 """
 import ast
 
@@ -17,6 +17,7 @@ LAYERS = {"util": {"util"}, "models": {"models", "util"}, "datasets": {"datasets
 SCRIPT_IMPORTS = {("train", "fold_trainer")}
 TOOL_IMPORTS = {("scripts.tradeoff", "scripts.report")}
 MAX_FUNCTION_LINES = 80
+MAX_CLASS_LINES = 150
 
 
 def source_files(root):
@@ -117,6 +118,12 @@ def long_functions(files, limit=MAX_FUNCTION_LINES):
                   and node.end_lineno - node.lineno + 1 > limit)
 
 
+def long_classes(files, limit=MAX_CLASS_LINES):
+    return sorted(f"{name}:{node.lineno} {node.name} has {node.end_lineno - node.lineno + 1} lines"
+                  for name, path in files.items() for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > limit)
+
+
 FILES = source_files(REPO)
 GRAPH = import_graph(FILES)
 
@@ -147,6 +154,10 @@ def test_no_function_is_longer_than_80_lines():
     assert long_functions(FILES) == []
 
 
+def test_no_class_is_longer_than_150_lines():
+    assert long_classes(FILES) == []
+
+
 def test_the_checks_catch_a_tree_laid_out_against_the_grain(tmp_path):
     planted = {
         "util/__init__.py": "",
@@ -158,7 +169,8 @@ def test_the_checks_catch_a_tree_laid_out_against_the_grain(tmp_path):
         "scripts/__init__.py": "",
         "scripts/report.py": "import trainer\nfrom . import plots\n",
         "scripts/plots.py": "",
-        "trainer.py": "def long():\n" + "    x = 1\n" * 80 + "\n\ndef short():\n" + "    x = 1\n" * 79,
+        "trainer.py": "def long():\n" + "    x = 1\n" * 80 + "\n\ndef short():\n" + "    x = 1\n" * 79
+                      + "\n\nclass Big:\n" + "    x = 1\n" * 150 + "\n\nclass Small:\n" + "    x = 1\n" * 149,
         "infer.py": "import trainer\n",
         "tests/test_x.py": "import infer\nfrom scripts import report\n",
     }
@@ -174,3 +186,4 @@ def test_the_checks_catch_a_tree_laid_out_against_the_grain(tmp_path):
     assert tool_violations(graph) == ["scripts.report imports the tool scripts.plots"]
     assert cycles(graph) == ["datasets.cache <-> models <-> models.registry <-> util.disk"]
     assert long_functions(files) == ["trainer:1 long has 81 lines"]
+    assert long_classes(files) == ["trainer:166 Big has 151 lines"]

@@ -20,7 +20,7 @@ def convs_and_linears(model):
 
 def test_registry_covers_the_paper():
     ids = {models.load_config(n)["id"] for n in NAMES}
-    assert {"V1", "V2", "V3", "V4", "V5", "V6", "N1", "N2", "N3", "N4", "cifar10", "cifar100"} == ids
+    assert {"V1", "V2", "V3", "V4", "V5", "V6", "N1", "N2", "N3", "N4", "cifar10", "cifar100"} <= ids  # and any added
     assert models.load_config("v1")["name"] == "lol-gold1"
     assert models.load_config("N2")["name"] == "night"
 

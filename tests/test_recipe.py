@@ -1,6 +1,8 @@
 """Recipe options beyond the paper's: BatchNorm while training folded away at save, the
 block-diagonal init, warm-up and cosine decay, KL distillation, and a short real run with
 all of them whose saved model is the paper's architecture."""
+import argparse
+import dataclasses
 import math
 
 import pytest
@@ -8,11 +10,14 @@ import torch
 import torch.nn as nn
 
 import models
-import train
+import fold_trainer
 from datasets import game_synth
 from datasets.batches import load_job_data
-from fold_trainer import distillation_loss, evaluate, read_metrics, resolve_recipe, train_job
+from fold_trainer import PROFILES, distillation_loss, evaluate, resolve_recipe, train_job
+from tests.helpers import REPO
+from util.args import finite_float, fraction, positive_float
 from util.errors import UserError
+from util.job_folder import read_metrics
 
 NAME = "apex-count"  # V2: small 19x25 images, 22 classes
 PLAIN_MODELS = ["lol-gold1", "sot-time", "night", "roundabout"]  # both families, 1 and 2 units / 2 and 4 convs
@@ -105,7 +110,7 @@ def test_kl_distillation_is_zero_at_the_teacher_and_keeps_its_gradient_scale():
 
 
 def test_the_paper_profile_keeps_every_new_option_off():
-    recipe = resolve_recipe("lol-gold1", 4, **{k: v for k, v in train.PROFILES["paper"].items()})
+    recipe = resolve_recipe("lol-gold1", 4, **{k: v for k, v in PROFILES["paper"].items()})
     assert (recipe["init"], recipe["train_bn"], recipe["lr_warmup_epochs"], recipe["lr_decay"]) == \
         ("paper", False, 0.0, "none")
     assert recipe["optimizer"] == "adam" and recipe["lr"] == 1e-4 and recipe["distill"] is False
@@ -154,3 +159,44 @@ def test_a_short_run_with_every_option_saves_the_papers_model_and_its_recipe(dat
 def test_bad_recipe_options_are_clear_errors(options, message):
     with pytest.raises(UserError, match=message):
         resolve_recipe("lol-gold1", 2, **options)
+
+
+def example_flag(field):
+    """A command line that sets `field` away from its default, and the value it then has."""
+    flag = "--" + field.name.replace("_", "-")
+    if field.default is False or field.default is None and "Optional[bool]" in str(field.type):
+        return [flag], True
+    if field.default is True:
+        return ["--no-" + flag[2:]], False
+    if "choices" in field.metadata:
+        value = next(c for c in field.metadata["choices"] if c != field.default)
+        return [flag, value], value
+    kind = field.metadata.get("type", str)
+    value = kind("0.5") if kind in (fraction, positive_float, finite_float) else kind("3")
+    return [flag, str(value)], value
+
+
+@pytest.mark.parametrize("cls", [fold_trainer.Recipe, fold_trainer.JobSettings])
+def test_every_recipe_option_and_job_setting_is_a_flag_of_both_command_lines(cls):
+    parser = argparse.ArgumentParser()
+    fold_trainer.add_job_arguments(parser)
+    assert fold_trainer.job_options(parser.parse_args([])) == {}  # unset flags leave the profile alone
+    for field in dataclasses.fields(cls):
+        argv, value = example_flag(field)
+        assert fold_trainer.job_options(parser.parse_args(argv)) == {field.name: value}, field.name
+        if "_" in field.name:  # the underscore spelling of the original command lines still works
+            assert fold_trainer.job_options(parser.parse_args([argv[0].replace("-", "_").replace("__", "--", 1),
+                                                               *argv[1:]])) == {field.name: value}
+    # train.py builds its parser from the same function.
+    assert "add_job_arguments(parser)" in (REPO / "train.py").read_text()
+
+
+def test_profiles_name_known_options_and_make_valid_recipes():
+    assert fold_trainer.DEFAULT_PROFILE in fold_trainer.PROFILES
+    for name, options in fold_trainer.PROFILES.items():
+        assert set(options) <= set(fold_trainer.JOB_OPTIONS), name
+        fold_trainer.split_options(options)[0].resolve("lol-gold1", 4)
+    with pytest.raises(UserError, match="unknown training option lrr"):
+        fold_trainer.split_options({"lrr": 1e-3})
+    with pytest.raises(UserError, match="unknown profile 'fast'; use one of paper, quick"):
+        fold_trainer.profile_options("fast")

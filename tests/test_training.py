@@ -16,7 +16,9 @@ import models
 from tests.helpers import REPO, assert_clean_error, run_cli
 from datasets import game_synth
 from datasets.batches import DeviceSplit, evaluation_order, load_job_data, random_crop_flip, training_batches
-from fold_trainer import evaluate, read_metrics, train_job
+import fold_trainer
+from fold_trainer import evaluate, train_job
+from util.job_folder import read_metrics
 
 NAME = "apex-count"  # V2: 22 classes (chance 4.5%); at scale 0.1, 100/10/10 images per class
 # f = 1 learns in a few epochs at batch 32, lr 1e-3; f = 2 sits on a plateau for about 8
@@ -141,7 +143,7 @@ def test_curriculum_run_trains_and_scores_the_scheduled_classes(data_root, tmp_p
 
 
 def fold_trainer_args(data_root, savedir, epochs):
-    return ["fold_trainer.py", NAME, "2", savedir, "--data-root", data_root, "--epochs", epochs,
+    return ["fold_trainer.py", NAME, "2", savedir, "--profile", "paper", "--data-root", data_root, "--epochs", epochs,
             "--max_train_per_class", TINY["max_train_per_class"], "--batch_size", TINY["batch_size"],
             "--lr", TINY["lr"], "--curriculum_epochs", TINY["curriculum_epochs"], "--device", "cpu", "--threads", "1",
             "--no-progress"]
@@ -267,3 +269,17 @@ def test_train_py_runs_a_sweep_skips_finished_jobs_and_writes_the_summary(data_r
     assert second.returncode == 0 and second.stdout.count("skipping") == 2
     other = run_cli(*args[:-1], "--lr", "0.5")
     assert_clean_error(other, "holds a run with other settings", "lr")
+
+
+def test_fold_trainer_uses_train_pys_default_profile_and_records_it(data_root, tmp_path):
+    """`python fold_trainer.py V2 2 DIR --epochs 1` runs the profile train.py would (quick
+    without a GPU), training the f = 1 teacher its distillation needs first."""
+    proc = run_cli("fold_trainer.py", NAME, "2", tmp_path, "--epochs", "1", "--max-train-per-class", "10",
+                   "--data-root", data_root, "--device", "cpu", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "distills from the f=1 model, which is not trained yet: training it first" in proc.stdout
+    for fold in (1, 2):
+        done = json.loads((tmp_path / NAME / f"fold{fold}" / "done.json").read_text())
+        assert done["profile"] == fold_trainer.DEFAULT_PROFILE
+        expected = fold_trainer.PROFILES[fold_trainer.DEFAULT_PROFILE].get("init", "paper")
+        assert done["recipe"]["init"] == expected and done["recipe"]["epochs"] == 1

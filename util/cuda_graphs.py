@@ -2,7 +2,7 @@
 The paper's specialized CNNs are so small that launching their kernels one by one costs
 more host time than the GPU spends running them; a replay removes that cost. Two uses:
 an inference call on fixed buffers (the cudagraph and compile backends) and a whole
-training step on fixed batch buffers (`fold_trainer.py --cuda_graph`). Both follow
+training step on fixed batch buffers (`fold_trainer.py --cuda-graph`). Both follow
 PyTorch's recipe: a few eager warm-up calls (lazy initialisation, cuDNN autotuning,
 optimizer state), then capture on a non-default stream, then replay.
 """

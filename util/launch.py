@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from util.args import nonnegative_int, positive_int
+from util.args import add_flag, nonnegative_int, positive_int
 from util.errors import UserError
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -51,12 +51,12 @@ def add_launcher_arguments(parser):
     add("--account", help="slurm: account to charge (default: the user's)")
     add("--time", dest="time_min", type=positive_int, default=4320,
         help="slurm: time limit of each job in minutes (default 4320, 3 days)")
-    add("--gpus-per-job", "--gpus_per_job", dest="gpus_per_job", type=nonnegative_int, default=1,
-        help="slurm: GPUs per job (default 1)")
-    add("--cpus-per-job", "--cpus_per_job", dest="cpus_per_job", type=positive_int, default=4,
-        help="slurm: CPU cores per job (default 4; data loading is on the GPU, so few are needed)")
-    add("--mem-gb", "--mem_gb", dest="mem_gb", type=positive_int, default=16,
-        help="slurm: memory per job in GB (default 16)")
+    add_flag(group, "gpus_per_job", type=nonnegative_int, default=1,
+             help="slurm: GPUs per job (default 1)")
+    add_flag(group, "cpus_per_job", type=positive_int, default=4,
+             help="slurm: CPU cores per job (default 4; data loading is on the GPU, so few are needed)")
+    add_flag(group, "mem_gb", type=positive_int, default=16,
+             help="slurm: memory per job in GB (default 16)")
     add("--slurm-option", dest="slurm_options", action="append", default=[], metavar="KEY=VALUE",
         help="slurm: any other sbatch option, repeatable (e.g. qos=high, constraint=a100)")
 

@@ -16,6 +16,36 @@ PAPER_COLUMNS = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "
 RESULTS_HEADER = PAPER_COLUMNS + ["Backend"]
 
 
+def summary_rows(done):
+    """summary.csv's rows of finished jobs' results (done.json), in the given order;
+    delta_vs_f1 is the test top-1 minus that of the same dataset's f = 1 job (empty without one)."""
+    original = {d["dataset"]: d["test_top1"] for d in done if d["fold"] == 1}
+    rows = []
+    for d in done:
+        delta = d["test_top1"] - original[d["dataset"]] if d["dataset"] in original else None
+        rows.append({"dataset": d["dataset"], "fold": d["fold"], "epochs": d["epochs"],
+                     "best_val_top1": f"{d['best_val_top1']:.4f}", "test_top1": f"{d['test_top1']:.4f}",
+                     "test_images": d.get("test_images", ""),
+                     "delta_vs_f1": "" if delta is None else f"{delta:+.4f}",
+                     "wall_time_s": f"{d['wall_time_s']:.1f}", "train_images_per_s": f"{d['train_images_per_s']:.0f}"})
+    return rows
+
+
+def write_summary(path, done):
+    """Write summary.csv of finished jobs' results `done` to `path` (atomically) and return it
+    as a printable table."""
+    rows = summary_rows(done)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in SUMMARY_COLUMNS}
+    lines = ["  ".join(c.rjust(widths[c]) for c in SUMMARY_COLUMNS)]
+    lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in SUMMARY_COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
 # Column types, and the columns that name what a row measured: two rows with the same key are
 # two measurements of one run, which happens when a file mixes two sweeps.
 SUMMARY_TYPES = {"fold": int, "epochs": int, "best_val_top1": float, "test_top1": float, "wall_time_s": float,

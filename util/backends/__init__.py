@@ -1,12 +1,22 @@
 """Inference backends behind one interface, registered in BACKENDS below (the only list).
 
-Each backend module has `prepare(model, inputs, precision, device, channels_last) -> run`
-and `NEEDS_CUDA`. `prepare` takes a float32 model and a batch of (folded) inputs on the
-CPU, does its one-time work (compilation, graph capture, engine build), and returns a
-function of no arguments that runs the model on those inputs and returns the outputs
-on `device`. Calling `run` is what gets timed, so it does nothing but inference; both
-`prepare` and `run` are called under torch.inference_mode() and util.device.on_device (the
-device current, a dedicated CUDA stream): the caller's job.
+A backend is a module with:
+- `prepare(model, inputs, precision, device, channels_last) -> run`: takes a float32 model
+  and a batch of (folded) inputs on the CPU, does its one-time work (compilation, graph
+  capture, engine build) in `precision` ("fp32", "fp16" or "bf16"; common.DTYPES) and
+  returns a function of no arguments that runs the model on those inputs and returns the
+  outputs on `device`. Calling `run` is what gets timed, so it does nothing but inference.
+  A precision or device it cannot serve is a one-line UserError naming what to use instead.
+- `NEEDS_CUDA`: True if it runs on a CUDA GPU only (check_device refuses it elsewhere).
+- `CHANNELS_LAST`: its default tensor layout, True or False (the CLIs' --channels-last turns
+  it on), or None where the engine picks its own layouts and the flag changes nothing.
+- Optional engines (onnxruntime, TensorRT, ...) imported inside `prepare` (or a helper it
+  calls), never at the top of the module, so that importing util.backends works without them
+  and a missing engine is a UserError that says how to install it.
+Both `prepare` and `run` are called under torch.inference_mode() and util.device.on_device
+(the device current, a dedicated CUDA stream): the caller's job (infer.Prepared). Adding a
+backend is one module here plus its entry in BACKENDS; tests/test_families.py runs every
+registered backend on a tiny model.
 """
 import importlib.util
 

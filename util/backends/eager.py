@@ -2,7 +2,7 @@
 from .common import place
 
 NEEDS_CUDA = False
-CHANNELS_LAST = False  # default; --channels_last turns it on
+CHANNELS_LAST = False  # default; --channels-last turns it on
 
 
 def prepare(model, inputs, precision, device, channels_last=False):

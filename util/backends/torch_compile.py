@@ -3,7 +3,7 @@ folds them (BatchNorm into convs), prepacks them for oneDNN on a CPU and fuses R
 pooling around the convolutions. MODE "max-autotune" also benchmarks Inductor's own GEMM
 kernels (Triton on a GPU, C++ templates on a CPU) against cuBLAS/oneDNN/MKL. That costs
 about 10 s per model on 2 CPU cores and minutes per model on a GPU, where it tries many
-Triton configurations; "default" compiles in seconds (scripts/gpu_benchmark.py --compile_mode).
+Triton configurations; "default" compiles in seconds (scripts/gpu_benchmark.py --compile-mode).
 
 On a GPU the compiled forward is captured in a CUDA graph here, as the cudagraph backend
 does, not by Inductor (whose max-autotune mode would): Inductor's graphs copy every input
@@ -21,7 +21,7 @@ from util.cuda_graphs import capture
 from .common import place
 
 NEEDS_CUDA = False
-CHANNELS_LAST = False  # default; --channels_last turns it on
+CHANNELS_LAST = False  # default; --channels-last turns it on
 MODE = "max-autotune"
 # The Inductor mode of each MODE on a GPU: the same kernel search, without Inductor's graphs.
 GPU_MODES = {"max-autotune": "max-autotune-no-cudagraphs", "default": "default"}
