@@ -45,7 +45,7 @@ import models
 from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
 from util.checkpoint import load_weights, read_checkpoint
-from util.args import finite_float, fraction, nonnegative_int, positive_float, positive_int
+from util.args import device_string, finite_float, fraction, nonnegative_int, positive_float, positive_int
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
 from util.errors import UserError, cli_main
@@ -701,7 +701,7 @@ def add_job_arguments(parser):
     add("--teacher", help="teacher model file (default SAVEDIR/<dataset>/fold1/best.pth, else model_files/<dataset>.pth)")
     add("--checkpoint_every", "--checkpoint-every", type=positive_int,
         help="epochs between current.pth checkpoints (default 1)")
-    add("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    add("--device", type=device_string, help="cpu, cuda or cuda:N (default: cuda if available)")
     add("--threads", type=positive_int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU shared with other jobs)")
     add("--cuda_graph", "--cuda-graph", action="store_true", default=None,
         help="GPU: replay each training step from a CUDA graph (removes the launch overhead of small models)")
@@ -781,7 +781,7 @@ def format_seconds(seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="dataset/model name or id (e.g. lol-gold1 or V1)")
-    parser.add_argument("fold", type=int, help="fold f: 1 is the original CNN")
+    parser.add_argument("fold", type=positive_int, help="fold f: 1 is the original CNN")
     parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
     parser.add_argument("--continue_from_file", "--continue-from-file",
                         help="continue from this current.pth instead of the job folder's own")

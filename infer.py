@@ -41,9 +41,9 @@ from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
 from util.device import device_name, on_device, resolve_device, set_threads
-from util.args import nonnegative_int, positive_float, positive_int
+from util.args import device_string, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
-from util.files import check_output_file
+from util.files import check_output_file, writing
 from util.results import RESULTS_HEADER, resume_results
 
 # ----------------------------------------------------------------------------------------
@@ -303,7 +303,9 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
     done = {run_key(r["Model"], r["Trial"], r["Batch Size"], r["Mode"], r["Fold"]): r for r in rows}
     print(",".join(RESULTS_HEADER), flush=True)
     groups = [(n, b) for n in names for b in batch_sizes]
-    with open(out, "a") as sink:
+    with writing(f"the results CSV {out}"):
+        sink = open(out, "ab", buffering=0)  # unbuffered: a failed write leaves nothing to flush at close
+    with sink:
         for name, batch in tqdm(groups, desc="sweep", unit="model", disable=None):
             todo = {}
             for mode, fold in configurations(name, folds, efficientnet):
@@ -325,9 +327,9 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
                     values = [name, trial, batch, mode, fold, f"{throughput:.6g}", f"{flops:.6g}",
                               f"{tput_norm:.4f}", f"{flop_norm:.4f}", backend]
                     line = format_row(values)
-                    sink.write(line)
-                    sink.flush()
-                    os.fsync(sink.fileno())
+                    with writing(f"the results CSV {out}"):  # a full disk: the torn line is dropped on resume
+                        sink.write(line.encode())
+                        os.fsync(sink.fileno())
                     print(line, end="", flush=True)
                     done[run_key(name, trial, batch, mode, fold)] = dict(zip(RESULTS_HEADER, map(str, values)))
     return list(done.values())
@@ -362,7 +364,7 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=list(backends.BACKENDS),
                         help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
-    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
+    parser.add_argument("--device", type=device_string, help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
     parser.add_argument("--num_warmup", type=nonnegative_int,
                         help="untimed iterations (default {})".format(
                             ", ".join(f"{v} on {k}" for k, v in DEFAULT_WARMUP.items())))
@@ -426,7 +428,7 @@ def sweep_main(argv=None):
     parser.add_argument("--num_iteration", type=positive_int, help="timed iterations per trial")
     parser.add_argument("--backend", choices=list(backends.BACKENDS))
     parser.add_argument("--precision", choices=list(backends.DTYPES))
-    parser.add_argument("--device")
+    parser.add_argument("--device", type=device_string, help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
     parser.add_argument("--no_efficientnet", action="store_true", help="skip the EfficientNet baselines")
     parser.add_argument("--channels_last", action="store_true", help="channels-last for eager/compile")
     parser.add_argument("--align", type=positive_int, default=1, help="round folded widths up to a multiple of this")

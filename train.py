@@ -37,6 +37,7 @@ import models
 from fold_trainer import (RECIPE_OPTIONS, add_job_arguments, format_seconds, job_command, job_options,
                           resolve_recipe, teacher_candidates, train_job, write_summary)
 from util.args import positive_int
+from util.device import resolve_device
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
 from util.launch import (Job, add_launcher_arguments, check_launcher, cpu_slots, gpu_slots, run_jobs,
@@ -103,7 +104,9 @@ def main(datasets_to_run, folds, argv=None):
     overrides = job_options(args)
     options = {"data_root": data_root, **PROFILES[args.profile], **overrides}
     check_output_dir(args.savedir, "SAVEDIR")
-    check_launcher(args.launcher)
+    check_launcher(args)
+    if args.launcher == "local" and options.get("device"):  # not on a login node without GPUs
+        resolve_device(options["device"])
     jobs = plan_jobs(args.datasets, args.folds, args.savedir, options)
     Path(args.savedir).mkdir(parents=True, exist_ok=True)  # summary.csv is written even if no job finishes
     # What the jobs run with: the profile's fields and the recipe options given on the command line.

@@ -68,6 +68,79 @@ _AT_LEAST = {
 }
 
 
+# Optional fields beside the required ones, and the fields of a per-fold curriculum override;
+# any other key is a typo or a field no code reads, and is named.
+_OPTIONAL = {"train.curriculum.initial": (int, type(None)), "train.curriculum.delta": (int, type(None)),
+             "data.video_hours": _NUM}
+_LR_SCHEDULE = {"step_epochs": int, "gamma": _NUM}
+_PER_FOLD = ("initial", "delta", "epochs_per_step", "epochs")
+
+
+def _type_ok(value, types):
+    return isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
+
+
+def _check_type(path, field, value, types):
+    if not _type_ok(value, types):
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise UserError(f"{path}: field '{field}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _check_keys(cfg, path, known, prefix=""):
+    """Name the first key of `cfg` (nested dicts included) that no known field starts with."""
+    for key, value in cfg.items():
+        field = f"{prefix}{key}"
+        if field not in known and not any(k.startswith(field + ".") for k in known):
+            siblings = sorted({k[len(prefix):].split(".")[0] for k in known if k.startswith(prefix)})
+            raise UserError(f"{path}: unknown field '{field}' (known there: {', '.join(siblings)}); "
+                            f"fix its spelling or remove it")
+        if isinstance(value, dict) and field not in ("train.lr_schedule", "train.curriculum.per_fold"):
+            _check_keys(value, path, known, field + ".")
+
+
+def _check_nested(cfg, path):
+    """The sub-structures: the step schedule, the curriculum and its per-fold overrides, the
+    NoScope splits (different chunks) and the CIFAR normalization."""
+    train = cfg["train"]
+    for field, types in _OPTIONAL.items():
+        value = _lookup(cfg, field)
+        if value is not _MISSING:
+            _check_type(path, field, value, types)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"{path}: field '{field}' must be positive, got {value!r}")
+    schedule = train["lr_schedule"]
+    if schedule is not None:
+        if sorted(schedule) != sorted(_LR_SCHEDULE):
+            raise UserError(f"{path}: field 'train.lr_schedule' must be null or hold exactly step_epochs and "
+                            f"gamma, got {sorted(schedule) or 'an empty object'}")
+        for key, types in _LR_SCHEDULE.items():
+            _check_type(path, f"train.lr_schedule.{key}", schedule[key], types)
+        if schedule["step_epochs"] < 1 or not (math.isfinite(schedule["gamma"]) and 0 < schedule["gamma"] <= 1):
+            raise UserError(f"{path}: field 'train.lr_schedule' needs step_epochs >= 1 and 0 < gamma <= 1, "
+                            f"got {schedule}")
+    for fold, override in ((train.get("curriculum") or {}).get("per_fold") or {}).items():
+        where = f"train.curriculum.per_fold.{fold}"
+        if not (fold.isdigit() and int(fold) >= 1):
+            raise UserError(f"{path}: field '{where}': the keys of per_fold are folds (\"2\", \"4\", ...)")
+        _check_type(path, where, override, dict)
+        for key, value in override.items():
+            if key not in _PER_FOLD:
+                raise UserError(f"{path}: unknown field '{where}.{key}' (known there: {', '.join(_PER_FOLD)})")
+            _check_type(path, f"{where}.{key}", value, int)
+            if value < 1:
+                raise UserError(f"{path}: field '{where}.{key}' must be at least 1, got {value}")
+    if cfg["family"] == "noscope" and len(set(cfg["data"]["split"].values())) < len(cfg["data"]["split"]):
+        raise UserError(f"{path}: field 'data.split' gives two splits the same chunk ({cfg['data']['split']}): "
+                        "training, validation and test must be different chunks")
+    if cfg["family"] == "cifar":
+        for field in ("data.mean", "data.std"):
+            values = _lookup(cfg, field)
+            if len(values) != cfg["input"]["channels"] or not all(
+                    _type_ok(v, _NUM) and math.isfinite(v) and (v > 0 or field == "data.mean") for v in values):
+                raise UserError(f"{path}: field '{field}' must be {cfg['input']['channels']} numbers, one per "
+                                f"channel{' (positive)' if field == 'data.std' else ''}")
+
+
 def _check_ranges(cfg, path):
     for field, least in _AT_LEAST.items():
         value = _lookup(cfg, field)
@@ -101,15 +174,14 @@ def validate_config(cfg, path):
             if field.startswith("train.curriculum.") and cfg["train"].get("curriculum") is None:
                 continue
             raise UserError(f"{path}: missing field '{field}'")
-        ok = isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
-        if not ok:
-            names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-            raise UserError(f"{path}: field '{field}' must be {names}, got {type(value).__name__} {value!r}")
+        _check_type(path, field, value, types)
     if not cfg["classes"] or not all(isinstance(c, str) for c in cfg["classes"]):
         raise UserError(f"{path}: field 'classes' must be a non-empty list of strings")
     if cfg["classes"] != sorted(cfg["classes"]) and family != "cifar":
         raise UserError(f"{path}: field 'classes' must be in sorted (image-folder) order")
+    _check_keys(cfg, path, {**_COMMON, **_BY_FAMILY[family], **_OPTIONAL})
     _check_ranges(cfg, path)
+    _check_nested(cfg, path)
     if Path(path).stem != cfg["name"]:
         raise UserError(f"{path}: field 'name' is {cfg['name']!r} but the file is named {Path(path).name}")
     return cfg
@@ -126,6 +198,10 @@ def read_configs(config_dir=CONFIG_DIR):
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err})") from None
         validate_config(cfg, path)
+        twin = next((c for c in configs.values() if c["id"].lower() == cfg["id"].lower()), None)
+        if twin is not None:
+            raise UserError(f"{path}: id {cfg['id']!r} is also the id of {path.with_name(twin['name'] + '.json')}: "
+                            "ids name one config each; change one of them")
         configs[cfg["name"]] = cfg
     return configs
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from util.args import device_string
 from util.device import resolve_device
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
@@ -53,7 +54,7 @@ def steps(device, out):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="the GPU to check (default cuda)")
+    parser.add_argument("--device", type=device_string, default="cuda", help="the GPU to check (default cuda)")
     parser.add_argument("--out", default="results/gpu-check", help="folder for data, runs and tables")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)

@@ -2,6 +2,7 @@
 fails at the command line (exit 2, one `error:` line) instead of running with a bad value."""
 import argparse
 import math
+import re
 
 
 def _number(kind, text):
@@ -46,3 +47,14 @@ def fraction(text):
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction with 0 < x <= 1, got {text}")
     return value
+
+
+DEVICE_SPELLINGS = "cpu, cuda or cuda:N"
+
+
+def device_string(text):
+    """A device this project runs on: cpu, cuda or cuda:N (torch's other device types, mps, xpu,
+    meta, ..., are not supported by the backends and the trainer)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {DEVICE_SPELLINGS}")
+    return text
