@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,36 @@ def one_line_error(main, argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err, err
     return err.strip().splitlines()[-1]
+
+
+# ---- 1. SIGTERM and SIGHUP take Ctrl-C's path (the parallel sweep: tests/test_launch.py) ----
+
+COMMAND_LINE = """
+import time
+from util.errors import cli_main
+
+@cli_main
+def main():
+    try:
+        print("ready", flush=True)
+        time.sleep(60)
+    finally:
+        print("cleaned up", flush=True)
+
+main()
+"""
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
+                                                (signal.SIGHUP, 129, "stopped by SIGHUP"),
+                                                (signal.SIGINT, 130, "interrupted")])
+def test_termination_signals_run_the_clean_up_and_exit_128_plus_the_signal(signum, code, said):
+    proc = subprocess.Popen([sys.executable, "-c", COMMAND_LINE], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (code, "cleaned up\n", said + "\n")
 
 
 # ---- 3. nested config fields, unique ids, disjoint splits, unknown keys, the model map ----
