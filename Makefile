@@ -49,6 +49,7 @@ figure7: venv
 	$(PY) -m scripts.plot_results $(FIGURE7)/results.csv --outdir $(FIGURE7)
 
 # Sizes of `make reproduce`; override on the command line, e.g. `make reproduce SCALE=0.2`.
+# Paths are quoted (DATA_ROOT='/x/my data' works); DATASETS and FOLDS are space-separated lists.
 # SCALE sizes the generated game training sets (raised per task to MIN_TRAIN_PER_CLASS
 # images per class); validation and test sets are generated whole (EVAL_SCALE).
 SCALE     ?= 0.05
@@ -63,6 +64,6 @@ JOBS      ?=           # empty: training jobs at once, one per CPU core without 
 
 .PHONY: reproduce
 reproduce: venv
-	$(PY) -m scripts.reproduce --scale $(SCALE) --min-train-per-class $(MIN_TRAIN_PER_CLASS) \
-	  --eval-scale $(EVAL_SCALE) $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
-	  --profile $(PROFILE) --data-root $(DATA_ROOT) --out $(RESULTS) $(if $(strip $(JOBS)),--jobs $(JOBS))
+	$(PY) -m scripts.reproduce --scale '$(strip $(SCALE))' --min-train-per-class '$(strip $(MIN_TRAIN_PER_CLASS))' \
+	  --eval-scale '$(strip $(EVAL_SCALE))' $(if $(strip $(DATASETS)),--datasets $(DATASETS)) --folds $(FOLDS) \
+	  --profile '$(PROFILE)' --data-root '$(DATA_ROOT)' --out '$(RESULTS)' $(if $(strip $(JOBS)),--jobs '$(strip $(JOBS))')

@@ -45,7 +45,7 @@ from tqdm import tqdm
 import models
 from datasets.batches import AUGMENTATIONS, evaluation_order, load_job_data, training_batches
 from datasets.curriculum import Curriculum, curriculum_for, per_fold_epochs
-from util.args import (add_dataclass_flags, add_flag, finite_float, flag_field, fraction, given_fields,
+from util.args import (add_dataclass_flags, add_flag, device_string, finite_float, flag_field, fraction, given_fields,
                        nonnegative_int, positive_float, positive_int)
 from util.checkpoint import load_weights
 from util.cuda_graphs import GraphedStep
@@ -193,7 +193,7 @@ class JobSettings:
     teacher: Optional[str] = flag_field(None, "teacher model file (default SAVEDIR/<dataset>/fold1/best.pth, else "
                                               "model_files/<dataset>.pth)")
     checkpoint_every: int = flag_field(1, "epochs between current.pth checkpoints (default 1)", type=positive_int)
-    device: Optional[str] = flag_field(None, "cpu, cuda or cuda:N (default: cuda if available)")
+    device: Optional[str] = flag_field(None, "cpu, cuda or cuda:N (default: cuda if available)", type=device_string)
     threads: Optional[int] = flag_field(None, "CPU threads of torch (default: torch's; 1 is faster on a CPU shared "
                                               "with other jobs)", type=positive_int)
     progress: bool = flag_field(True, "tqdm progress bars (default on; --no-progress for log files)")
@@ -736,7 +736,7 @@ def format_seconds(seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="dataset/model name or id (e.g. lol-gold1 or V1)")
-    parser.add_argument("fold", type=int, help="fold f: 1 is the original CNN")
+    parser.add_argument("fold", type=positive_int, help="fold f: 1 is the original CNN")
     parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
     parser.add_argument("--profile", choices=list(PROFILES),
                         help=f"recipe profile (default here: {DEFAULT_PROFILE}; paper with a GPU, quick without)")

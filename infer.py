@@ -40,9 +40,9 @@ from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
 from util.device import device_name, on_device, resolve_device, set_threads
-from util.args import add_flag, nonnegative_int, positive_float, positive_int
+from util.args import add_flag, device_string, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
-from util.files import check_output_file
+from util.files import check_output_file, writing
 from util.gpu_estimate import TimedWork
 from util.results import RESULTS_HEADER, resume_results
 
@@ -335,7 +335,9 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
     done = {run_key(r["Model"], r["Trial"], r["Batch Size"], r["Mode"], r["Fold"]): r for r in rows}
     print(",".join(RESULTS_HEADER), flush=True)
     groups = [(n, b) for n in names for b in batch_sizes]
-    with open(out, "a") as sink:
+    with writing(f"the results CSV {out}"):
+        sink = open(out, "ab", buffering=0)  # unbuffered: a failed write leaves nothing to flush at close
+    with sink:
         for name, batch in tqdm(groups, desc="sweep", unit="model", disable=None):
             todo = {}
             for mode, fold in configurations(name, folds, efficientnet):
@@ -357,9 +359,9 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
                     values = [name, trial, batch, mode, fold, f"{throughput:.6g}", f"{flops:.6g}",
                               f"{tput_norm:.4f}", f"{flop_norm:.4f}", backend]
                     line = format_row(values)
-                    sink.write(line)
-                    sink.flush()
-                    os.fsync(sink.fileno())
+                    with writing(f"the results CSV {out}"):  # a full disk: the torn line is dropped on resume
+                        sink.write(line.encode())
+                        os.fsync(sink.fileno())
                     print(line, end="", flush=True)
                     done[run_key(name, trial, batch, mode, fold)] = dict(zip(RESULTS_HEADER, map(str, values)))
     return list(done.values())
@@ -383,7 +385,7 @@ def measurement_flags():
     add("--backend", choices=list(backends.BACKENDS),
         help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
     add("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
-    add("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
+    add("--device", type=device_string, help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
     add("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: PyTorch's choice)")
     add("--align", type=positive_int, default=1,
         help="round folded widths up to a multiple of this (8 avoids tile quantization; default 1)")

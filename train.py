@@ -38,6 +38,7 @@ import models
 from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results,
                           format_seconds, job_command, job_options, split_options, train_job, untrained_teacher)
 from util.args import positive_int
+from util.device import resolve_device
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
 from util.launch import (Job, add_launcher_arguments, check_launcher, cpu_slots, gpu_slots, run_jobs,
@@ -78,7 +79,9 @@ def main(datasets_to_run, folds, argv=None):
     overrides = job_options(args)
     options = {"data_root": data_root, **PROFILES[args.profile], **overrides}
     check_output_dir(args.savedir, "SAVEDIR")
-    check_launcher(args.launcher)
+    check_launcher(args)
+    if args.launcher == "local" and options.get("device"):  # not on a login node without GPUs
+        resolve_device(options["device"])
     jobs = plan_jobs(args.datasets, args.folds, args.savedir, options)
     Path(args.savedir).mkdir(parents=True, exist_ok=True)  # summary.csv is written even if no job finishes
     # What the jobs run with: the profile's fields and the recipe options given on the command line.

@@ -35,7 +35,7 @@ from datasets import SPLITS
 from models import load_config, model_names
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
-from util.files import check_output_dir, check_replaceable, claim_dir, remove_owned_dir
+from util.files import check_output_dir, check_replaceable, claim_dir, remove_owned_dir, writing
 
 OTHER = "other"
 SUPERSAMPLE = 3  # draw at 3x the output size, then INTER_AREA down: anti-aliased HUD text
@@ -392,16 +392,17 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False, eval_
     chunk = max(16, min(256, len(items) // (8 * workers)))  # big enough to amortize, small enough to balance
     jobs = [(cfg["name"], seed, str(partial), items[i:i + chunk]) for i in range(0, len(items), chunk)]
     rows = []
-    with Pool(workers) as pool, tqdm(total=len(items), desc=f"{cfg['name']}", unit="img") as bar:
-        for chunk_rows in pool.imap(_render_chunk, jobs):
-            rows += chunk_rows
-            bar.update(len(chunk_rows))
-    with open(partial / "labels.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["split", "class", "file", "text"])
-        writer.writerows(rows)
-    write_examples(partial, cfg, seed)
-    (partial / ".complete").write_text(json.dumps(params, indent=1) + "\n")
+    with writing(f"the dataset {final}", remove_on_failure=partial):
+        with Pool(workers) as pool, tqdm(total=len(items), desc=f"{cfg['name']}", unit="img") as bar:
+            for chunk_rows in pool.imap(_render_chunk, jobs):
+                rows += chunk_rows
+                bar.update(len(chunk_rows))
+        with open(partial / "labels.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["split", "class", "file", "text"])
+            writer.writerows(rows)
+        write_examples(partial, cfg, seed)
+        (partial / ".complete").write_text(json.dumps(params, indent=1) + "\n")
     remove_owned_dir(final, OWNER, owned, force)
     os.replace(partial, final)
     return final

@@ -3,8 +3,9 @@
 A split is `<dataset>/<split>/<class>/<image>`: the layout of the original game tarball, of
 `python -m datasets.game_synth` and of `python -m scripts.noscope_split`. The first load decodes every
 image and packs the split into `<dataset>/<split>.cache.pt`; later loads read that file. The
-cache remembers the folder's file list, sizes and mtimes and is re-packed when they change or
-when it is damaged.
+cache remembers the folder's file list and a digest of the files' contents and is re-packed
+when they change (an image edited in place with its size and mtime kept included) or when it
+is damaged.
 """
 import hashlib
 import os
@@ -18,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from util.errors import UserError
-from util.files import atomic_torch_save
+from util.files import atomic_torch_save, content_digest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
@@ -45,11 +46,9 @@ def _list_images(split_dir, classes):
 
 
 def _fingerprint(files):
-    digest = hashlib.sha1()
-    for path, index in files:
-        st = os.stat(path)
-        digest.update(f"{path}\0{index}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    """The split's file list, labels and contents (image files are small: read whole)."""
+    labels = hashlib.sha1("".join(f"{path}\0{index}\n" for path, index in files).encode()).hexdigest()
+    return f"{labels}-{content_digest(path for path, _ in files)}"
 
 
 def _decode_all(files, height, width):

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from datasets import SPLITS
 from models import load_config
 from util.errors import UserError
-from util.files import atomic_write_bytes, check_output_dir, check_replaceable, claim_dir, remove_owned_dir
+from util.files import (atomic_write_bytes, check_output_dir, check_replaceable, claim_dir, content_digest,
+                        remove_owned_dir)
 
 FRAME_SIZE = 50
 
@@ -130,11 +131,12 @@ def split_frames(name, out_dir, labels_csv, frames_dir, link=False, force=False)
     chunks = cfg["data"]["chunks"]
     if len(frames) < chunks:
         raise UserError(f"{frames_dir} has {len(frames)} frames, fewer than the {chunks} chunks of {cfg['name']}")
-    # What the split depends on; rewritten labels or frames change the mtimes.
-    labels_stat, frames_stat = os.stat(labels_csv), os.stat(frames_dir)
+    # What the split depends on: the labels and the frames by content (frames can be many
+    # and large, so of each its first and last 4 KiB: an edit in place changes the digest).
     params = {"name": cfg["name"], "labels": str(Path(labels_csv).resolve()),
-              "labels_size": labels_stat.st_size, "labels_mtime": labels_stat.st_mtime_ns,
-              "frames": str(Path(frames_dir).resolve()), "frames_mtime": frames_stat.st_mtime_ns,
+              "labels_digest": content_digest([labels_csv], block=1 << 30),
+              "frames": str(Path(frames_dir).resolve()),
+              "frames_digest": content_digest((Path(frames_dir) / f"{f}.png" for f in frames), block=4096),
               "first": frames[0], "last": frames[-1], "count": len(frames), "chunks": chunks,
               "split": cfg["data"]["split"], "object": cfg["data"]["object"]}
     marker = _read_json(out_dir / ".complete")

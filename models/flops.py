@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import io
 import json
+import math
+import re
 from pathlib import Path
 
 import torch
@@ -52,10 +54,26 @@ def compute_model_map(progress=None):
 
 
 def load_model_map(path=MODEL_MAP_PATH):
+    """{name: {"og_ops" | "fold<f>_ops" | "efficientnet_ops": FLOPs}}, checked: a damaged or
+    hand-edited table is a one-line error, not a traceback or a wrong FLOP/s figure later."""
+    fix = "run ./flop_count.sh to regenerate it"
     try:
-        return json.loads(Path(path).read_text())
+        table = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise UserError(f"{path} is missing: run ./flop_count.sh to regenerate it") from None
+        raise UserError(f"{path} is missing: {fix}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({err}): {fix}") from None
+    if not isinstance(table, dict):
+        raise UserError(f"{path} must be an object of model names: {fix}")
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: '{name}' must be an object of FLOP counts: {fix}")
+        for key, value in entry.items():
+            if not re.fullmatch(r"og_ops|fold[0-9]+_ops|efficientnet_ops", key):
+                raise UserError(f"{path}: unknown field '{name}.{key}' (og_ops, fold<f>_ops, efficientnet_ops)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise UserError(f"{path}: '{name}.{key}' must be a positive number of FLOPs, got {value!r}: {fix}")
+    return table
 
 
 def flops_per_input(name, fold=1, efficientnet=False):

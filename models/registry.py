@@ -97,6 +97,9 @@ _COMMON_AT_LEAST = {"input.channels": 1, "input.height": 1, "input.width": 1, "t
 
 
 def _check_noscope(cfg, path):
+    if len(set(cfg["data"]["split"].values())) < len(cfg["data"]["split"]):
+        raise UserError(f"{path}: field 'data.split' gives two splits the same chunk ({cfg['data']['split']}): "
+                        "training, validation and test must be different chunks")
     for split, chunk in cfg["data"]["split"].items():
         if chunk > cfg["data"]["chunks"]:
             raise UserError(f"{path}: field 'data.split.{split}' is chunk {chunk}, "
@@ -108,6 +111,12 @@ def _check_cifar(cfg, path):
         values = cfg["arch"][key]
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
             raise UserError(f"{path}: field 'arch.{key}' must be a non-empty list of whole numbers >= 1")
+    for dotted in ("data.mean", "data.std"):
+        values = _lookup(cfg, dotted)
+        if len(values) != cfg["input"]["channels"] or not all(
+                _type_ok(v, _NUM) and math.isfinite(v) and (v > 0 or dotted == "data.mean") for v in values):
+            raise UserError(f"{path}: field '{dotted}' must be {cfg['input']['channels']} numbers, one per "
+                            f"channel{' (positive)' if dotted == 'data.std' else ''}")
 
 
 register_family(Family(
@@ -164,6 +173,69 @@ def _lookup(cfg, dotted):
 
 _MISSING = object()
 
+# Optional fields beside the required ones, and the fields of a per-fold curriculum override;
+# any other key is a typo or a field no code reads, and is named.
+_OPTIONAL = {"train.curriculum.initial": (int, type(None)), "train.curriculum.delta": (int, type(None)),
+             "data.video_hours": _NUM}
+_LR_SCHEDULE = {"step_epochs": int, "gamma": _NUM}
+_PER_FOLD = ("initial", "delta", "epochs_per_step", "epochs")
+
+
+def _type_ok(value, types):
+    return isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
+
+
+def _check_type(path, field, value, types):
+    if not _type_ok(value, types):
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise UserError(f"{path}: field '{field}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _check_keys(cfg, path, known, prefix=""):
+    """Name the first key of `cfg` (nested dicts included) that no known field starts with."""
+    for key, value in cfg.items():
+        field = f"{prefix}{key}"
+        if field not in known and not any(k.startswith(field + ".") for k in known):
+            siblings = sorted({k[len(prefix):].split(".")[0] for k in known if k.startswith(prefix)})
+            raise UserError(f"{path}: unknown field '{field}' (known there: {', '.join(siblings)}); "
+                            f"fix its spelling or remove it")
+        if isinstance(value, dict) and field not in ("train.lr_schedule", "train.curriculum.per_fold"):
+            _check_keys(value, path, known, field + ".")
+
+
+def _check_nested(cfg, path):
+    """The sub-structures: the step schedule and the curriculum with its per-fold overrides
+    (a family's own sub-structures are its Family.check)."""
+    train = cfg["train"]
+    for dotted, types in _OPTIONAL.items():
+        value = _lookup(cfg, dotted)
+        if value is not _MISSING:
+            _check_type(path, dotted, value, types)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"{path}: field '{dotted}' must be positive, got {value!r}")
+    schedule = train["lr_schedule"]
+    if schedule is not None:
+        if sorted(schedule) != sorted(_LR_SCHEDULE):
+            raise UserError(f"{path}: field 'train.lr_schedule' must be null or hold exactly step_epochs and "
+                            f"gamma, got {sorted(schedule) or 'an empty object'}")
+        for key, types in _LR_SCHEDULE.items():
+            _check_type(path, f"train.lr_schedule.{key}", schedule[key], types)
+        if schedule["step_epochs"] < 1 or not (math.isfinite(schedule["gamma"]) and 0 < schedule["gamma"] <= 1):
+            raise UserError(f"{path}: field 'train.lr_schedule' needs step_epochs >= 1 and 0 < gamma <= 1, "
+                            f"got {schedule}")
+    for fold, override in ((train.get("curriculum") or {}).get("per_fold") or {}).items():
+        where = f"train.curriculum.per_fold.{fold}"
+        if not (fold.isdigit() and int(fold) >= 1):
+            raise UserError(f"{path}: field '{where}': the keys of per_fold are folds (\"2\", \"4\", ...)")
+        _check_type(path, where, override, dict)
+        for key, value in override.items():
+            if key not in _PER_FOLD:
+                raise UserError(f"{path}: unknown field '{where}.{key}' (known there: {', '.join(_PER_FOLD)})")
+            _check_type(path, f"{where}.{key}", value, int)
+            if value < 1:
+                raise UserError(f"{path}: field '{where}.{key}' must be at least 1, got {value}")
+
+
 def _check_ranges(cfg, path, family):
     for field_name, least in {**_COMMON_AT_LEAST, **family.at_least}.items():
         value = _lookup(cfg, field_name)
@@ -189,15 +261,14 @@ def validate_config(cfg, path):
             if field_name.startswith("train.curriculum.") and cfg["train"].get("curriculum") is None:
                 continue
             raise UserError(f"{path}: missing field '{field_name}'")
-        ok = isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
-        if not ok:
-            names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-            raise UserError(f"{path}: field '{field_name}' must be {names}, got {type(value).__name__} {value!r}")
+        _check_type(path, field_name, value, types)
     if not cfg["classes"] or not all(isinstance(c, str) for c in cfg["classes"]):
         raise UserError(f"{path}: field 'classes' must be a non-empty list of strings")
     if cfg["classes"] != sorted(cfg["classes"]) and family.data_format == "image_folder":
         raise UserError(f"{path}: field 'classes' must be in sorted (image-folder) order")
+    _check_keys(cfg, path, {**_COMMON, **family.schema, **_OPTIONAL})
     _check_ranges(cfg, path, family)
+    _check_nested(cfg, path)
     if Path(path).stem != cfg["name"]:
         raise UserError(f"{path}: field 'name' is {cfg['name']!r} but the file is named {Path(path).name}")
     return cfg
@@ -214,6 +285,10 @@ def read_configs(config_dir=CONFIG_DIR):
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err})") from None
         validate_config(cfg, path)
+        twin = next((c for c in configs.values() if c["id"].lower() == cfg["id"].lower()), None)
+        if twin is not None:
+            raise UserError(f"{path}: id {cfg['id']!r} is also the id of {path.with_name(twin['name'] + '.json')}: "
+                            "ids name one config each; change one of them")
         configs[cfg["name"]] = cfg
     return configs
 

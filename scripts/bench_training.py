@@ -28,7 +28,7 @@ import models
 from datasets import dataset_dir, game_synth
 from datasets.batches import load_job_data, training_batches
 from fold_trainer import make_optimizer, make_train_step, resolve_recipe
-from util.args import add_flag, positive_int
+from util.args import add_flag, device_string, nonnegative_int, positive_int
 from util.cuda_graphs import GraphedStep
 from util.device import on_device, resolve_device, set_threads
 from util.errors import cli_main
@@ -105,13 +105,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="lol-gold1", help="dataset/model name or id (default lol-gold1, V1)")
     add_flag(parser, "data_root", help="folder holding the dataset (default: generate a small one in a temp dir)")
-    parser.add_argument("--folds", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 4])
     parser.add_argument("--steps", type=positive_int, default=100, help="timed steps per variant (default 100)")
-    add_flag(parser, "batch_size", type=int, default=32,
-             help="images per step (default 32)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (default 2)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    parser.add_argument("--threads", type=int, help="CPU threads of torch in the training process (default: torch's)")
+    add_flag(parser, "batch_size", type=positive_int, default=32, help="images per step (default 32)")
+    parser.add_argument("--workers", type=nonnegative_int, default=2, help="DataLoader workers of the baseline (default 2)")
+    parser.add_argument("--device", type=device_string, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads of torch in the training process (default: torch's)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads is not None:

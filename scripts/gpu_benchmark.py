@@ -22,17 +22,17 @@ import contextlib
 import statistics
 from pathlib import Path
 
-import torch
 
 import models
 from infer import BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, images_per_second, sweep
 from util import backends
+from util.args import add_flag, device_string, nonnegative_int, positive_int
 from util.arith_intensity import model_intensity
 from util.backends import torch_compile
 from util.device import device_name
-from util.args import add_flag
 from util.errors import cli_main
 from util.roofline import copy_bandwidth, matmul_flops
+from util.files import atomic_write_text
 
 # Appendix H: N4 at f=2 has 90-channel convs (tile quantization); rerun with widths aligned.
 ALIGNED_RUNS = [("N4", 2, 8)]  # (model, fold, align)
@@ -119,16 +119,16 @@ def main(argv=None):
     parser.add_argument("--out", default="results/gpu", help="directory for the CSVs and table.md")
     parser.add_argument("--backends", nargs="+", default=["cudagraph", "compile"], choices=list(backends.BACKENDS))
     parser.add_argument("--models", nargs="+", help="names or ids (default: all game and NoScope models)")
-    parser.add_argument("--folds", nargs="+", type=int, default=list(models.FOLDS))
-    add_flag(parser, "batch_size", type=int, default=1024)
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=list(models.FOLDS))
+    add_flag(parser, "batch_size", type=positive_int, default=1024)
     parser.add_argument("--precision", default="fp16", choices=list(backends.DTYPES))
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--trials", type=int, default=3)
-    add_flag(parser, "num_warmup", type=int, default=100)
-    add_flag(parser, "num_iteration", type=int, default=2000)
-    add_flag(parser, "copy_mib", type=int, default=1024,
+    parser.add_argument("--device", type=device_string, default="cuda", help="default cuda")
+    parser.add_argument("--trials", type=positive_int, default=3)
+    add_flag(parser, "num_warmup", type=nonnegative_int, default=100)
+    add_flag(parser, "num_iteration", type=positive_int, default=2000)
+    add_flag(parser, "copy_mib", type=positive_int, default=1024,
              help="size of the bandwidth probe's copy")
-    add_flag(parser, "matmul_n", type=int, default=8192,
+    add_flag(parser, "matmul_n", type=positive_int, default=8192,
              help="size of the FLOP/s probe's matmul")
     add_flag(parser, "compile_mode", choices=list(torch_compile.GPU_MODES), default=torch_compile.MODE,
              help="Inductor mode of the compile backend (default max-autotune: minutes per model "
@@ -152,7 +152,7 @@ def main(argv=None):
                                        args.num_warmup, args.num_iteration, results))
         rows += roofline_rows(backend, results, args.precision, peak_bandwidth, peak_flops)
     table = format_table(rows, peak_bandwidth, peak_flops, device_name(device), args.precision)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     print(table)
 
 

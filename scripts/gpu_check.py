@@ -28,6 +28,7 @@ import torch
 
 import models
 from infer import sweep_work
+from util.args import device_string
 from util.device import resolve_device
 from util.errors import UserError, cli_main
 from util.files import check_output_dir
@@ -120,7 +121,7 @@ def new_run_folder(base):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="the GPU to check (default cuda)")
+    parser.add_argument("--device", type=device_string, default="cuda", help="the GPU to check (default cuda)")
     parser.add_argument("--out", default="results/gpu-check",
                         help="folder under which each run gets a new folder for its data, runs and tables")
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ import argparse
 import csv
 import io
 import re
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter

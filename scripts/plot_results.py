@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import models
 from util.arith_intensity import model_intensity
 from util.errors import UserError, cli_main
-from util.files import check_output_dir, check_output_file
+from util.files import atomic_savefig, check_output_dir, check_output_file
 from util.results import read_results
 
 plt.switch_backend("Agg")  # files only, no display needed
@@ -89,7 +89,7 @@ def figure7(results, out):
                  f"median over trials, whiskers min-max)", fontsize=10)
     axes[-1].set_xticks(range(len(names)), [label(n) for n in names], fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_savefig(fig, out, dpi=120)
     plt.close(fig)
 
 
@@ -118,7 +118,7 @@ def figure8(results, out):
         ax.set_xlabel("batch size")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_savefig(fig, out, dpi=120)
     plt.close(fig)
 
 

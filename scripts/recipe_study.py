@@ -1,14 +1,16 @@
 """The training-recipe study: recipe options side by side at a fixed budget of training images.
 
-    python -m scripts.recipe_study --data-root data --out runs/study --datasets V1 --folds 1 2 4 \\
-        --options paper adam block_bn quick --images 165000
+    python -m scripts.recipe_study --data-root data --runs runs/study --datasets V1 --folds 1 2 4 \\
+        --options paper adam block_bn quick --images 165000 --out docs
 
-Every (option, dataset, fold) is one fold_trainer job in OUT/<option>/<dataset>/fold<f>/, so an
+Every (option, dataset, fold) is one fold_trainer job in RUNS/<option>/<dataset>/fold<f>/, so an
 interrupted study resumes and a finished cell is reused; f = 1 trains first, and an option
 that distills learns from its own f = 1 model. The budget is the number of training images a
-job sees (epochs = budget / training images per epoch, rounded up). Writes docs/recipe.md
+job sees (epochs = budget / training images per epoch, rounded up). Writes OUT/recipe.md
 (test top-1 at the best validation top-1 with its 95% interval, images seen, wall time) and
-docs/recipe_curves.png (validation top-1 against images seen, one line per option and f).
+OUT/recipe_curves.png (validation top-1 against images seen, one line per option and f). OUT
+is RUNS unless given: the repository's docs/ change only with `--out docs`, and a file there
+that this script did not write (the committed ones included) is replaced only with --force.
 
 The options (fold_trainer.resolve_recipe) build up from the paper's recipe (section 4) to
 train.py's quick profile; `paper` shortens its curriculum with the budget (E = 60 of 1500
@@ -19,12 +21,14 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from PIL import Image
 
 import datasets
 import models
 from fold_trainer import PROFILES, train_job
+from util.args import positive_int
 from util.errors import UserError, cli_main
-from util.files import atomic_write_bytes
+from util.files import atomic_savefig, atomic_write_bytes, check_output_file
 from util.job_folder import read_metrics
 
 plt.switch_backend("Agg")  # files only
@@ -45,6 +49,8 @@ DESCRIPTIONS = {
     "quick": "train.py's quick profile: `kept_blocks` at lr 2e-3 with 1 epoch of warm-up and cosine decay, "
              "KL distillation from the f = 1 model (T = 4, weight 0.5), at most 500 training images per class",
 }
+WRITER = "scripts/recipe_study.py"  # the mark of the files this script wrote
+DOC_TITLE = "# Training recipe study"
 PAPER_CURRICULUM_SHARE = 60 / 1500  # epochs per curriculum step over epochs (section 4)
 
 
@@ -121,18 +127,38 @@ def plot_curves(curves, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110, metadata={"Software": WRITER})
     plt.close(fig)
+
+
+def written_by_study(path):
+    """Whether `path` is a recipe.md or recipe_curves.png that this script wrote (its mark)."""
+    try:
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                return image.info.get("Software") == WRITER
+        return path.read_text().startswith(DOC_TITLE) and f"`{WRITER}`" in path.read_text()
+    except (OSError, ValueError):
+        return False
+
+
+def check_outputs(paths, force):
+    """Before any training: each output can be written, and replaces only a file of ours."""
+    for path in paths:
+        check_output_file(path)
+        if path.exists() and not force and not written_by_study(path):
+            raise UserError(f"{path} exists and was not written by {WRITER}: choose another --out, "
+                            "or pass --force to replace it")
 
 
 def write_doc(doc, plot, lines, command, budget):
     text = [
-        "# Training recipe study",
+        DOC_TITLE,
         "",
         "Folded models trained with the paper's recipe (section 4: Adam 1e-4, batch 32, 1500 epochs with a",
         "curriculum) sit on a long plateau; on a CPU budget they stay near chance. This study measures recipe",
         "options that shorten the plateau at a fixed budget of training images per job. Written by",
-        "`scripts/recipe_study.py`, from the run",
+        f"`{WRITER}`, from the run",
         "",
         f"    {command}",
         "",
@@ -159,39 +185,44 @@ def write_doc(doc, plot, lines, command, budget):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data", help="default %(default)s")
-    parser.add_argument("--out", default="runs/study", help="the study's jobs (default %(default)s)")
+    parser.add_argument("--runs", default="runs/study", help="the study's jobs (default %(default)s)")
+    parser.add_argument("--out", help="folder for recipe.md and recipe_curves.png (default: RUNS; "
+                                      "--out docs replaces the repository's)")
+    parser.add_argument("--force", action="store_true", help="replace recipe.md and recipe_curves.png in OUT "
+                                                             "even if this script did not write them")
     parser.add_argument("--datasets", nargs="+", default=["lol-gold1"], help="default: %(default)s")
-    parser.add_argument("--folds", nargs="+", type=int, default=[1, 2, 4], help="default: 1 2 4")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 2, 4], help="default: 1 2 4")
     parser.add_argument("--options", nargs="+", choices=list(OPTIONS), default=list(OPTIONS),
                         help="default: all of them")
-    parser.add_argument("--images", type=int, default=165_000, help="training images per job (default %(default)s)")
-    parser.add_argument("--doc", default="docs/recipe.md", help="default %(default)s")
-    parser.add_argument("--plot", default="docs/recipe_curves.png", help="default %(default)s")
+    parser.add_argument("--images", type=positive_int, default=165_000,
+                        help="training images per job (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.images < 1:
-        raise UserError(f"--images must be >= 1, got {args.images}")
+    runs = Path(args.runs)
+    doc, plot = Path(args.out or runs) / "recipe.md", Path(args.out or runs) / "recipe_curves.png"
+    check_outputs([doc, plot], args.force)
     names = [models.load_config(n)["name"] for n in args.datasets]
+    for fold in args.folds:
+        models.folding.check_fold(fold)
     folds = sorted(set(args.folds) | {1})  # the reference, and the teacher of distilling options
-    out = Path(args.out)
     results = {}
     for name in names:
         datasets.dataset_dir(name, args.data_root)
         for option in args.options:
             for fold in folds:
-                result = train_job(name, fold, out / option, data_root=args.data_root,
+                result = train_job(name, fold, runs / option, data_root=args.data_root,
                                    **cell_options(option, name, args.data_root, args.images))
                 print(f"{option} {name} f={fold}: test top-1 {result['test_top1']:.4f}", flush=True)
                 results[(option, name, fold)] = result
-    lines, curves = table_and_curves(results, out, args.data_root)
-    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, args.plot)
-    command = " ".join(["python -m scripts.recipe_study", "--data-root", args.data_root, "--out", args.out,
+    lines, curves = table_and_curves(results, runs, args.data_root)
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, plot)
+    command = " ".join(["python -m scripts.recipe_study", "--data-root", args.data_root, "--runs", args.runs,
                         "--datasets", *args.datasets, "--folds", *map(str, args.folds),
-                        "--options", *args.options, "--images", str(args.images)])
-    write_doc(Path(args.doc), args.plot, lines, command, args.images)
+                        "--options", *args.options, "--images", str(args.images)]
+                       + (["--out", args.out] if args.out else []))
+    write_doc(doc, plot, lines, command, args.images)
     print("\n".join(lines))
-    print(f"wrote {args.doc} and {args.plot}")
-
+    print(f"wrote {doc} and {plot}")
 
 if __name__ == "__main__":
     main()

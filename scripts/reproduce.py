@@ -29,13 +29,14 @@ import torch
 
 import datasets
 import models
+from models.flops import load_model_map, ops_key
 from datasets.game_synth import split_counts
 from fold_trainer import PROFILES, job_dir
 from models import occam
 from util import backends
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
-from util.files import check_output_dir
+from util.files import atomic_savefig, check_output_dir
 from util.job_folder import read_metrics
 
 plt.switch_backend("Agg")  # files only
@@ -75,7 +76,7 @@ def plot_learning_curves(runs, name, folds, data_root, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -128,6 +129,19 @@ def make_game_data(cfg, scale, data_root, min_train_per_class, eval_scale):
                                      f"{scale:g}", "--eval-scale", f"{eval_scale:g}", "--out", data_root])
 
 
+def check_flop_table(names, folds):
+    """Before any training: the inference sweep reads each (model, fold)'s FLOPs from
+    config/model_map.json, so a fold it lacks would fail only after the training."""
+    table = load_model_map()
+    for name in names:
+        missing = [f for f in folds if ops_key(f) not in table.get(name, {})]
+        if missing:
+            held = sorted(int(k[4:-4]) if k.startswith("fold") else 1 for k in table.get(name, {}) if k != "efficientnet_ops")
+            raise UserError(f"FOLDS: f={missing[0]} has no FLOP count for {name} in config/model_map.json (it holds "
+                            f"f = {' '.join(map(str, held)) or 'none'}), which the inference sweep needs: "
+                            "choose FOLDS among those")
+
+
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,6 +168,7 @@ def main(argv=None):
     # Checked, not created: a run that fails before training leaves no empty folder behind.
     out = check_output_dir(args.out, "results folder")
     check_output_dir(args.data_root, "data folder")
+    check_flop_table(names, folds)
 
     make_data(names, args.scale, args.data_root, args.min_train_per_class, args.eval_scale)
 

@@ -23,11 +23,11 @@ import torch
 import models
 from infer import BYTES_PER_ELEMENT, Prepared, build_workload, images_per_second
 from util import backends
+from util.args import add_flag, device_string, nonnegative_int, positive_int
 from util.arith_intensity import model_intensity
 from util.device import device_name, resolve_device, set_threads
-from util.args import add_flag, nonnegative_int, positive_int
 from util.errors import UserError, cli_main
-from util.files import atomic_write_text, check_output_dir
+from util.files import atomic_savefig, atomic_write_text, check_output_dir
 from util.results import read_results
 from util.roofline import MATMUL_N, MatmulProbe, copy_bandwidth, roofline_point
 
@@ -171,7 +171,7 @@ def plot_roofline(rows, path, precision):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -193,7 +193,7 @@ def main(argv=None):
                         help="default: eager, compile (on a CPU) and the fastest backend here")
     add_flag(parser, "batch_size", type=positive_int, default=1024)
     parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
-    parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if there is a GPU)")
+    parser.add_argument("--device", type=device_string, help="cuda, cuda:N or cpu (default: cuda if there is a GPU)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads of every backend and of the probes")
     parser.add_argument("--trials", type=positive_int, default=3)
     add_flag(parser, "num_warmup", type=nonnegative_int, default=1)

@@ -359,7 +359,7 @@ def test_flop_count_checks_its_output_before_counting(tmp_path):
     (fold_trainer.main, ["V1", "1", "runs", "--lr", "-0.1"], "--lr: must be positive"),
     (fold_trainer.main, ["V1", "1", "runs", "--epochs", "0"], "--epochs: must be at least 1"),
     (fold_trainer.main, ["V1", "1", "runs", "--scale-data", "1.5"], "must be a fraction with 0 < x <= 1"),
-    (fold_trainer.main, ["V1", "0", "runs"], "fold must be a whole number >= 1, got 0"),
+    (fold_trainer.main, ["V1", "0", "runs"], "argument fold: must be at least 1, got 0"),
     (infer.main, ["V1", "1", "--seconds", "-1"], "--seconds: must be positive"),
     (infer.main, ["V1", "1", "--batch_size", "0"], "--batch_size: must be at least 1"),
     (infer.main, ["V1", "1", "--align", "0"], "--align: must be at least 1"),

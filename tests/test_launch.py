@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,41 @@ def test_killed_parallel_sweep_reruns_to_the_sequential_summary_without_retraini
     assert results(tmp_path) == sequential
     log = (tmp_path / "logs" / "lol-gold1-f1.log").read_text()
     assert log.count("fold_trainer.py lol-gold1 1") == 2 and "skipping" in log
+
+
+def processes_running(fragment):
+    """Pids of the processes whose command line holds `fragment`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if fragment in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # ended while we looked
+            pass
+    return pids
+
+
+def test_terminated_parallel_sweep_stops_its_jobs_writes_the_summary_and_reruns(data_root, sequential, tmp_path):
+    """What docker stop, systemd or Slurm preemption send: like Ctrl-C, the jobs are stopped
+    (none is left running), the summary is written, and a rerun finishes the sweep. (SIGHUP
+    takes the same path: tests/test_robustness.py.)"""
+    signum, code = signal.SIGTERM, 143
+    command = [sys.executable, "train.py", str(tmp_path), *SWEEP, "--data-root", str(data_root), "--jobs", "2"]
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_done = tmp_path / "lol-gold1" / "fold1" / "done.json"
+    deadline = time.monotonic() + 300
+    while not first_done.exists() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_running(f"fold_trainer.py apex-count 1 {tmp_path}"), "V2 f=1 no longer runs: signal too late"
+    sweep.send_signal(signum)  # to train.py alone, not to its jobs
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == code and "Traceback" not in stderr, stderr
+    assert not processes_running(str(tmp_path))
+    assert [r[:2] for r in results(tmp_path)][:1] == [["lol-gold1", "1"]]
+
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert results(tmp_path) == sequential
 
 
 def test_a_failed_job_is_reported_with_its_log_and_the_others_finish(data_root, tmp_path):

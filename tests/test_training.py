@@ -234,7 +234,6 @@ def test_distillation_pulls_the_student_to_the_teachers_logits(data_root, traine
 
 
 @pytest.mark.parametrize("args, message", [
-    ([NAME, "0"], "fold must be a whole number >= 1, got 0"),
     (["no-such-model", "1"], "unknown dataset/model 'no-such-model'"),
     ([NAME, "4", "--batch_size", "3"], "batch size 3 is smaller than the fold 4"),
 ])

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import math
 import typing
+import re
 
 
 def _number(kind, text):
@@ -84,3 +85,12 @@ def add_dataclass_flags(parser, cls):
 def given_fields(args, cls):
     """{field: value} of the flags of `cls` given on the command line."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+DEVICE_SPELLINGS = "cpu, cuda or cuda:N"
+
+
+def device_string(text):
+    """A device this project runs on: cpu, cuda or cuda:N (torch's other device types, mps, xpu,
+    meta, ..., are not supported by the backends and the trainer)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {DEVICE_SPELLINGS}")
+    return text

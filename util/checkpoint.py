@@ -20,12 +20,15 @@ def read_checkpoint(path, what="checkpoint"):
 def load_weights(model, path, what="checkpoint", mismatch="does not fit this model"):
     """Load into `model` the weights of `path`: a dict with a "model" state_dict (what training
     writes) or a bare state_dict. Returns the model."""
-    state = read_checkpoint(path, what)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    saved = read_checkpoint(path, what)
+    state = saved["model"] if isinstance(saved, dict) and isinstance(saved.get("model"), dict) else saved
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
+        recipe = saved.get("recipe") if isinstance(saved, dict) else None
+        if isinstance(recipe, dict) and recipe.get("train_bn") and "optimizer" in saved:
+            raise UserError(f"{what} {path} is the training checkpoint of a --train_bn job, with its BatchNorm "
+                            f"layers not yet folded into the convs: use best.pth of the same job") from None
         first = str(err).strip().splitlines()[0]
         raise UserError(f"{what} {path} {mismatch}: {first}") from None
     return model

@@ -9,6 +9,7 @@ that holds nothing but its own files (`remove_owned_dir`), never a folder of the
 """
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -72,6 +73,19 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def writing(what, remove_on_failure=None):
+    """An OSError in the block (a full disk, a quota, an I/O error) becomes a one-line UserError
+    naming `what` was being written; the folder `remove_on_failure`, if given, is deleted first
+    (a half-written temporary folder only takes the disk space the user needs back)."""
+    try:
+        yield
+    except OSError as err:
+        if remove_on_failure is not None:
+            shutil.rmtree(remove_on_failure, ignore_errors=True)
+        raise UserError(f"cannot write {what}: {err.strerror or err}") from None
+
+
 def atomic_write_bytes(path, data):
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
@@ -88,10 +102,34 @@ def atomic_write_json(path, obj):
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def atomic_savefig(fig, path, **savefig_options):
+    """Save the matplotlib figure `fig` to `path` atomically, in the format of its suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options)
+    return path
+
+
 def atomic_torch_save(obj, path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def content_digest(paths, block=1 << 16):
+    """A fast digest of the files `paths` (names, sizes and contents) that keys a cache: a
+    file edited in place with its size and mtime kept (`cp -p`, `rsync -t`) changes it. Files
+    up to 2 * `block` bytes are read whole; of larger ones, the first and last `block` bytes."""
+    digest = hashlib.blake2b(digest_size=20)
+    for path in paths:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            digest.update(f"{path}\0{size}\0".encode())
+            digest.update(handle.read(2 * block if size <= 2 * block else block))
+            if size > 2 * block:
+                handle.seek(size - block)
+                digest.update(handle.read(block))
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------

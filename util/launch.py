@@ -13,6 +13,7 @@ A failed job is reported with its log path and the others still run.
 """
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -29,6 +30,10 @@ from util.errors import UserError
 LAUNCHERS = ("local", "slurm", "submitit-local")
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 60  # a stopped job gets this long to save its checkpoint
+# The flags of the cluster's jobs, {dest: (flag, default)}: jobs on this machine ignore them.
+SLURM_FLAGS = {"partition": ("--partition", None), "account": ("--account", None), "time_min": ("--time", 4320),
+               "gpus_per_job": ("--gpus-per-job", 1), "cpus_per_job": ("--cpus-per-job", 4),
+               "mem_gb": ("--mem-gb", 16), "slurm_options": ("--slurm-option", [])}
 
 
 @dataclass
@@ -49,13 +54,13 @@ def add_launcher_arguments(parser):
              "split between them; slurm: the job array's parallelism). Default 1")
     add("--partition", help="slurm: partition (default: the cluster's)")
     add("--account", help="slurm: account to charge (default: the user's)")
-    add("--time", dest="time_min", type=positive_int, default=4320,
+    add("--time", dest="time_min", type=positive_int, default=SLURM_FLAGS["time_min"][1],
         help="slurm: time limit of each job in minutes (default 4320, 3 days)")
-    add_flag(group, "gpus_per_job", type=nonnegative_int, default=1,
+    add_flag(group, "gpus_per_job", type=nonnegative_int, default=SLURM_FLAGS["gpus_per_job"][1],
              help="slurm: GPUs per job (default 1)")
-    add_flag(group, "cpus_per_job", type=positive_int, default=4,
+    add_flag(group, "cpus_per_job", type=positive_int, default=SLURM_FLAGS["cpus_per_job"][1],
              help="slurm: CPU cores per job (default 4; data loading is on the GPU, so few are needed)")
-    add_flag(group, "mem_gb", type=positive_int, default=16,
+    add_flag(group, "mem_gb", type=positive_int, default=SLURM_FLAGS["mem_gb"][1],
              help="slurm: memory per job in GB (default 16)")
     add("--slurm-option", dest="slurm_options", action="append", default=[], metavar="KEY=VALUE",
         help="slurm: any other sbatch option, repeatable (e.g. qos=high, constraint=a100)")
@@ -79,9 +84,18 @@ def submitit_parameters(args):
     return parameters
 
 
-def check_launcher(launcher):
-    """A UserError, before any job runs, if this machine cannot use `launcher`."""
+
+
+def check_launcher(args):
+    """A UserError, before any job runs, if this machine cannot use `args.launcher`, or if
+    Slurm flags were given to the local launcher, which would ignore them."""
+    launcher = args.launcher
     if launcher == "local":
+        given = [flag for dest, (flag, default) in SLURM_FLAGS.items() if getattr(args, dest, default) != default]
+        if given:
+            raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to Slurm jobs, and "
+                            f"--launcher local runs the jobs here: add --launcher slurm, or drop "
+                            f"{'it' if len(given) == 1 else 'them'}")
         return
     if importlib.util.find_spec("submitit") is None:
         raise UserError(f"--launcher {launcher} needs submitit: pip install submitit (it is in requirements.txt)")
@@ -142,16 +156,27 @@ def _start(job, extra_env, cwd):
 
 
 def _stop(running):
-    """Interrupt the jobs still running (as Ctrl-C would) and wait for them to save."""
+    """Interrupt the jobs still running (as Ctrl-C would) and wait for them to save; a second
+    Ctrl-C or SIGTERM while waiting kills them at once. No job outlives the launcher."""
+    running = list(running)
     for _, process, _ in running:
-        process.send_signal(signal.SIGINT)
-    for job, process, log in running:
-        try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    try:
+        for _, process, _ in running:
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    except KeyboardInterrupt:
+        for _, process, _ in running:
             process.kill()
             process.wait()
-        log.close()
+        raise
+    finally:
+        for _, _, log in running:
+            log.close()
 
 
 def _run_submitit(jobs, cluster, folder, parameters, cwd, desc):
@@ -177,7 +202,7 @@ def _run_submitit(jobs, cluster, folder, parameters, cwd, desc):
                 if handle.done():
                     del waiting[handle]
                     if handle.exception() is not None:
-                        failures[job.name] = f"job {handle.job_id}, state {handle.state}; log: {handle.paths.stdout}"
+                        failures[job.name] = f"job {handle.job_id}, {_failure(handle)}; log: {handle.paths.stdout}"
                     _report(bar, job, failures.get(job.name))
     except KeyboardInterrupt:
         if cluster != "local":
@@ -188,6 +213,15 @@ def _run_submitit(jobs, cluster, folder, parameters, cwd, desc):
     finally:
         bar.close()
     return failures
+
+
+def _failure(handle):
+    """Why a submitit job failed: its command's exit code where submitit reports one (the
+    local executor says FINISHED for a command that failed), else the scheduler's state."""
+    exit_code = re.search(r"returned non-zero exit status (-?[0-9]+)", str(handle.exception()))
+    if exit_code:
+        return f"exit code {exit_code[1]}"
+    return f"state {handle.state}" if handle.state not in ("FINISHED", "COMPLETED") else "failed"
 
 
 def cpu_slots(jobs, threads=None):

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 from util.errors import UserError
@@ -54,6 +55,27 @@ SUMMARY_KEY = ("dataset", "fold")
 RESULTS_TYPES = {"Trial": int, "Batch Size": int, "Fold": int, "Throughput": float, "FLOPs/sec": float,
                  "TputNorm": float, "FLOPNorm": float}
 RESULTS_KEY = ("Model", "Trial", "Batch Size", "Mode", "Fold")
+MODES = ("Original", "Folded", "EfficientNet")
+
+
+def _at_least(least):
+    return lambda value: value >= least, f"at least {least}"
+
+
+def _whole_or_empty(text):
+    return text == "" or (text.isdigit() and int(text) >= 1)
+
+
+# What the values mean, beyond their type: (test, what it must be). A number of the wrong
+# meaning (a top-1 in percent, a zero throughput) would print as a result or divide by zero.
+_POSITIVE = (lambda value: value > 0, "positive")
+_FRACTION = (lambda value: 0 <= value <= 1, "a fraction from 0 to 1 (not a percent)")
+SUMMARY_MEANINGS = {"fold": _at_least(1), "epochs": _at_least(1), "best_val_top1": _FRACTION,
+                    "test_top1": _FRACTION, "wall_time_s": _at_least(0), "train_images_per_s": _at_least(0),
+                    "test_images": (_whole_or_empty, "a whole number of images (or empty)")}
+RESULTS_MEANINGS = {"Trial": _at_least(0), "Batch Size": _at_least(1), "Fold": _at_least(1),
+                    "Throughput": _POSITIVE, "FLOPs/sec": _POSITIVE, "TputNorm": _POSITIVE, "FLOPNorm": _POSITIVE,
+                    "Mode": (lambda mode: mode in MODES, f"one of {', '.join(MODES)}")}
 
 
 def wilson_interval(fraction, n, z=1.96):
@@ -72,10 +94,11 @@ def _number(kind, text):
     return value if math.isfinite(value) else None
 
 
-def parse_csv(text, path, required, types=None, key=()):
+def parse_csv(text, path, required, types=None, key=(), meanings=None):
     """The rows of CSV `text` (the contents of `path`) as dicts. A UserError names the columns
     of `required` that its header lacks, a value of a `types` column that is not a (whole)
-    finite number, and a second row with the same `key` columns."""
+    finite number, one that fails its test in `meanings` ({column: (test, what it must be)}),
+    and a second row with the same `key` columns."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
@@ -86,6 +109,13 @@ def parse_csv(text, path, required, types=None, key=()):
             if column in row and _number(kind, row[column]) is None:
                 raise UserError(f"{path} line {line}: {column} is {row[column]!r}, not a "
                                 f"{'whole ' if kind is int else ''}number; fix or delete the row")
+        for column, (test, what) in (meanings or {}).items():
+            if column not in row:
+                continue
+            kind = (types or {}).get(column)
+            if not test(_number(kind, row[column]) if kind else row[column] or ""):
+                raise UserError(f"{path} line {line}: {column} is {row[column]!r}, but it must be {what}; "
+                                f"fix or delete the row")
         if key:
             ident = tuple(_number(types[c], row[c]) if c in (types or {}) else row[c] for c in key)
             if ident in seen:
@@ -96,7 +126,8 @@ def parse_csv(text, path, required, types=None, key=()):
     return rows
 
 
-def read_csv(path, required, missing_hint="run the step that writes it first (see README)", types=None, key=()):
+def read_csv(path, required, missing_hint="run the step that writes it first (see README)", types=None, key=(),
+             meanings=None):
     """The rows of the CSV file `path`, which must exist, hold the `required` columns and a row."""
     path = Path(path)
     if not path.is_file():
@@ -105,7 +136,7 @@ def read_csv(path, required, missing_hint="run the step that writes it first (se
         text = path.read_text()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text CSV file") from None
-    rows = parse_csv(text, path, required, types, key)
+    rows = parse_csv(text, path, required, types, key, meanings)
     if not rows:
         raise UserError(f"{path}: expected columns {', '.join(required)}; the file has no rows")
     return rows
@@ -113,12 +144,14 @@ def read_csv(path, required, missing_hint="run the step that writes it first (se
 
 def read_summary(path):
     """The rows of train.py's summary.csv."""
-    return read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY)
+    return read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY,
+                    meanings=SUMMARY_MEANINGS)
 
 
 def read_results(path):
     """The rows of a results CSV written by run_inference.sh (or of the paper's nine columns)."""
-    return read_csv(path, PAPER_COLUMNS, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY)
+    return read_csv(path, PAPER_COLUMNS, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY,
+                    RESULTS_MEANINGS)
 
 
 def settings_path(results_csv):
@@ -140,7 +173,7 @@ def resume_results(path, settings=None):
     if header != RESULTS_HEADER:
         raise UserError(f"{path} has the header {','.join(header)!r}, not {','.join(RESULTS_HEADER)!r}: "
                         f"give run_inference.sh a new file")
-    rows = parse_csv(kept, path, RESULTS_HEADER, RESULTS_TYPES, RESULTS_KEY)
+    rows = parse_csv(kept, path, RESULTS_HEADER, RESULTS_TYPES, RESULTS_KEY, RESULTS_MEANINGS)
     if settings is not None:
         _check_settings(path, settings, rows)
     if kept != text:
@@ -158,6 +191,9 @@ def _check_settings(path, settings, rows):
     if stored is None and rows:
         raise UserError(f"{path} holds runs but no {stored_path.name} saying how they were measured: "
                         f"give run_inference.sh a new file")
+    if stored is not None and stored != settings and not rows:  # left by a sweep that measured nothing
+        print(f"note: {stored_path} holds the settings of a sweep without runs; replacing them", file=sys.stderr)
+        stored = None
     if stored is not None and stored != settings:
         diff = ", ".join(f"{k} {stored.get(k)!r} there, {settings[k]!r} now" for k in settings
                          if stored.get(k) != settings[k])
