@@ -28,6 +28,7 @@ launching their kernels one by one, not the GPU, bounds the step otherwise
 """
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import random
@@ -289,26 +290,52 @@ def teacher_candidates(name, savedir):
     return [best_path(savedir, name, 1), MODEL_FILES / f"{name}.pth"]
 
 
+def unfinished_job_of(path):
+    """The job folder holding model file `path` if that job has not finished (no done.json),
+    else None: its best.pth exists after the first epoch, long before the job is done, and
+    a student distilled from it would learn from a teacher that is still changing."""
+    folder = JobFolder(Path(path).parent)
+    in_a_job = folder.metrics.is_file() or folder.current.is_file()
+    return folder.path if in_a_job and not folder.done.is_file() else None
+
+
 def untrained_teacher(name, fold, savedir, options):
     """Whether job (name, fold) with train_job's `options` distills from an f = 1 model that
-    is neither given (`teacher`) nor found (teacher_candidates): its f = 1 job must train first."""
+    is neither given (`teacher`) nor found finished (teacher_candidates): its f = 1 job must
+    train (or finish) first."""
     if fold == 1 or options.get("teacher") or not split_options(options)[0].resolve(name, fold)["distill"]:
         return False
-    return not any(path.is_file() for path in teacher_candidates(models.load_config(name)["name"], savedir))
+    sweep_teacher, pretrained = teacher_candidates(models.load_config(name)["name"], savedir)
+    if unfinished_job_of(sweep_teacher) is not None:
+        return True
+    return not (sweep_teacher.is_file() or pretrained.is_file())
 
 
 def find_teacher(name, savedir, explicit=None):
     """The teacher file to use: `explicit` if given (it must exist), else the first candidate
-    that exists; a UserError saying how to train one if there is none."""
+    that exists; a UserError saying how to train one if there is none, or if the file
+    belongs to a job that has not finished."""
     if explicit is not None:
         if not Path(explicit).is_file():
             raise UserError(f"teacher file {explicit} does not exist; pass the best.pth of a trained fold-1 job")
-        return Path(explicit)
-    for path in teacher_candidates(name, savedir):
-        if path.is_file():
-            return path
-    raise UserError(f"distillation needs a trained original {name} model: train it first with "
-                    f"`python fold_trainer.py {name} 1 {savedir}` or pass --teacher PATH")
+        path = Path(explicit)
+    else:
+        path = next((p for p in teacher_candidates(name, savedir) if p.is_file()), None)
+        if path is None:
+            raise UserError(f"distillation needs a trained original {name} model: train it first with "
+                            f"`python fold_trainer.py {name} 1 {savedir}` or pass --teacher PATH")
+    unfinished = unfinished_job_of(path)
+    if unfinished is not None:
+        raise UserError(f"teacher {path} belongs to a job that has not finished ({unfinished} has no done.json); "
+                        f"finish it first (rerun its fold_trainer.py command) or pass a finished job's best.pth")
+    return path
+
+
+def teacher_record(path):
+    """What the student's recipe records of its teacher: the file and a hash of its bytes
+    (a resumed student must keep distilling from the same weights)."""
+    with open(path, "rb") as fh:
+        return {"teacher_path": str(Path(path).resolve()), "teacher_sha256": hashlib.sha256(fh.read()).hexdigest()}
 
 
 def load_teacher(name, path, device):
@@ -509,7 +536,7 @@ class Trainer:
         self.schedule = Curriculum.from_state_dict(recipe["curriculum"]) if recipe["curriculum"] else None
         self.teacher = None
         if recipe["distill"]:
-            self.teacher = load_teacher(name, find_teacher(name, savedir, settings.teacher), device)
+            self.teacher = load_teacher(name, recipe["teacher_path"], device)
         self.train, self.val, self.test = load_job_data(name, settings.data_root, device,
                                                         recipe["max_train_per_class"], recipe["scale_data"], seed)
         torch.manual_seed(seed)
@@ -662,6 +689,14 @@ def train_job(name, fold, savedir, *, profile="paper", continue_from_file=None, 
     session_start = time.perf_counter()
     recipe_options, settings = split_options({**profile_options(profile), **options})
     recipe = recipe_options.resolve(name, fold)
+    if recipe["distill"]:
+        recipe.update(teacher_record(find_teacher(recipe["dataset"], savedir, settings.teacher)))
+    if recipe["distill"] and recipe["distill_loss"] == "mse" and recipe_options.distill_temperature != 1.0:
+        print(f"warning: distill_temperature {recipe_options.distill_temperature:g} is not used by the mse "
+              f"distillation loss (only by kl)", file=sys.stderr)
+    if recipe["lr_warmup_epochs"] > recipe["epochs"]:
+        print(f"warning: the learning-rate warm-up ({recipe['lr_warmup_epochs']:g} epochs) is longer than the "
+              f"run ({recipe['epochs']} epochs): the learning rate never reaches {recipe['lr']:g}", file=sys.stderr)
     device = resolve_device(settings.device)
     if settings.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA GPU, and the device is {device}; drop --cuda-graph")
@@ -697,8 +732,18 @@ def add_job_arguments(parser):
 
 
 def job_options(args):
-    """train_job keyword arguments given on the command line (unset ones left out)."""
-    return {**given_fields(args, Recipe), **given_fields(args, JobSettings)}
+    """train_job keyword arguments given on the command line (unset ones left out); a
+    UserError for flags that the others would make ignored."""
+    given = {**given_fields(args, Recipe), **given_fields(args, JobSettings)}
+    if given.get("distill") is False:
+        ignored = [f for f in ("distill_loss", "distill_temperature", "distill_weight", "teacher") if f in given]
+        if ignored:
+            flags = ", ".join("--" + f.replace("_", "-") for f in ignored)
+            raise UserError(f"{flags} only apply to distillation, which --no-distill turns off; drop one or the other")
+    if given.get("distill_loss") == "mse" and "distill_temperature" in given:
+        raise UserError("--distill-temperature softens the logits of --distill-loss kl; mse compares raw logits: "
+                        "drop --distill-temperature or use --distill-loss kl")
+    return given
 
 
 def job_file(savedir, name, fold):

@@ -27,8 +27,9 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "metrics",
                    "wall_time_s", "train_time_s", "train_images")
 DONE_KEYS = ("dataset", "fold", "epochs", "best_val_top1", "test_top1", "wall_time_s", "train_images_per_s",
              "recipe")
-# Recipe fields that may change between runs of one job folder (more epochs continue it).
-RESUMABLE_CHANGES = {"epochs"}
+# Recipe fields that may change between runs of one job folder (more epochs continue it; a
+# teacher file may move with its savedir, its weights, teacher_sha256, may not change).
+RESUMABLE_CHANGES = {"epochs", "teacher_path"}
 LOCK_FILE = ".lock"
 
 
@@ -56,6 +57,11 @@ def read_done(path):
 def check_same_recipe(stored, wanted, where):
     """A UserError if the recipe `stored` in `where` differs from `wanted` beyond RESUMABLE_CHANGES."""
     changed = [k for k in wanted if k not in RESUMABLE_CHANGES and stored.get(k) != wanted[k]]
+    if "teacher_sha256" in changed:
+        raise UserError(f"{where} holds a student distilled from another teacher ({stored.get('teacher_path')}, "
+                        f"sha256 {str(stored.get('teacher_sha256'))[:12]}); this run's teacher {wanted['teacher_path']} "
+                        f"has other weights (sha256 {wanted['teacher_sha256'][:12]}): pass the same --teacher "
+                        f"or use another SAVEDIR")
     if changed:
         diff = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in changed)
         raise UserError(f"{where} holds a run with other settings ({diff}); "

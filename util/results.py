@@ -191,12 +191,14 @@ def _check_settings(path, settings, rows):
     if stored is None and rows:
         raise UserError(f"{path} holds runs but no {stored_path.name} saying how they were measured: "
                         f"give run_inference.sh a new file")
-    if stored is not None and stored != settings and not rows:  # left by a sweep that measured nothing
+    # A setting missing from an older file is one that did not apply (None).
+    differs = [k for k in dict.fromkeys([*settings, *(stored or {})]) if stored is not None
+               and stored.get(k) != settings.get(k)]
+    if differs and not rows:  # left by a sweep that measured nothing
         print(f"note: {stored_path} holds the settings of a sweep without runs; replacing them", file=sys.stderr)
-        stored = None
-    if stored is not None and stored != settings:
-        diff = ", ".join(f"{k} {stored.get(k)!r} there, {settings[k]!r} now" for k in settings
-                         if stored.get(k) != settings[k])
+        differs = []
+    if differs:
+        diff = ", ".join(f"{k} {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differs)
         raise UserError(f"{path} holds runs measured with other settings ({diff}): rerun with its settings "
                         f"({stored_path.name}) or give run_inference.sh a new file")
     if stored is None:
