@@ -9,8 +9,9 @@ throughput sweep of the paper (section 5) behind run_inference.sh.
     python infer.py sweep results.csv --models lol-gold1 night --folds 1 2 3 4 --trials 10
 
 The last line printed is the throughput (or, with --json, the JSON record). Backends:
-tensorrt and cudagraph need a CUDA GPU; onnxruntime, compile and eager run anywhere
-(util/backends/). The default is the fastest here: cudagraph on a GPU, onnxruntime on a CPU.
+tensorrt and cudagraph need a CUDA GPU; onnxruntime, compile and eager run anywhere, openvino
+on a CPU (util/backends/). The default is the fastest here: cudagraph in fp16 on a GPU; on a
+CPU with native bf16 (AMX or AVX512_BF16) openvino in bf16, else onnxruntime in fp32.
 
 A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
 as in the paper. Throughput = images / second over the timed iterations, timed with CUDA
@@ -40,7 +41,7 @@ from models.registry import FAMILY_ORDER
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
-from util.device import device_name, on_device, resolve_device, set_threads
+from util.device import cpu_isa, device_name, on_device, resolve_device, set_threads
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file
@@ -219,6 +220,7 @@ def summarize(prepared, seconds, warmup):
     return {
         "model": w.name, "fold": w.fold, "mode": w.mode, "backend": prepared.backend,
         "device": device_name(prepared.device), "precision": prepared.precision,
+        "isa": cpu_isa() if prepared.device.type == "cpu" else None,
         "batch": w.batch, "inputs_per_batch": w.num_inputs, "align": w.align,
         "channels_last": prepared.channels_last, "warmup": warmup, "iterations": len(seconds),
         "images_per_s": images_per_s, "flops_per_image": w.flops_per_image,
@@ -360,8 +362,11 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch; the model sees batch_size / fold inputs (default 1024)")
     parser.add_argument("--backend", choices=list(backends.BACKENDS),
-                        help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
-    parser.add_argument("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
+                        help="default: cudagraph on a GPU; on a CPU openvino where it has native bf16 "
+                        "(AMX or AVX512_BF16), else onnxruntime (eager without either)")
+    parser.add_argument("--precision", choices=list(backends.DTYPES),
+                        help="default: fp16 on a GPU; on a CPU bf16 for openvino where the CPU has native bf16 "
+                        "(AMX or AVX512_BF16), else fp32")
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
     parser.add_argument("--num_warmup", type=nonnegative_int,
                         help="untimed iterations (default {})".format(
@@ -393,7 +398,7 @@ def main(argv=None):
         set_threads(args.threads)
     device = resolve_device(args.device)
     backend = args.backend or backends.default_backend(device)
-    precision = args.precision or backends.default_precision(device)
+    precision = args.precision or backends.default_precision(device, backend)
     backends.check_device(backend, device)
     workload = build_workload(args.name, args.fold, args.batch_size, args.align, args.efficientnet,
                               args.layer, args.checkpoint, args.seed)
@@ -436,8 +441,8 @@ def sweep_main(argv=None):
         set_threads(args.threads)
     device = resolve_device(args.device)
     sweep(args.out, args.models, args.folds, args.batch_sizes, args.trials,
-          args.backend or backends.default_backend(device), args.precision or backends.default_precision(device),
-          device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
+          args.backend or backends.default_backend(device),
+          args.precision or backends.default_precision(device, args.backend), device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
           args.channels_last or None, args.align)
 
 
