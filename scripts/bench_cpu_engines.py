@@ -9,15 +9,14 @@ quantization: f = 2 and 3 with their widths rounded up to --aligns, against f = 
 
 Model by model (to bound memory), every run is prepared and checked against float32 PyTorch
 first, then all are timed in turn, trial after trial, so that a drift in machine load hits
-every one alike; the tables give medians over trials. The default engines are onnxruntime and OpenVINO in fp32 and, on a CPU
-with native bf16 (AMX-BF16 or AVX512_BF16), OpenVINO and torch.compile in bf16. A benchmark,
-not a test: compare its numbers as ratios within one run.
+every one alike; the tables give medians over trials. The default engines are onnxruntime
+and OpenVINO in fp32 and, on a CPU with native bf16 (AMX-BF16 or AVX512_BF16), OpenVINO and
+torch.compile in bf16. A benchmark, not a test: compare its numbers as ratios within one run.
 """
 import argparse
 import importlib.util
 import statistics
 
-import torch
 import torch.nn as nn
 
 import models

@@ -82,7 +82,8 @@ def main(argv=None):
     engine = backends.parse_engine(args.engine or backends.default_backend(device), device)
     backends.check_device(engine[0], device)
     out = check_output_file(args.out, "precision accuracy CSV")
-    jobs = [(models.load_config(r["dataset"])["name"], int(r["fold"])) for r in read_summary(f"{args.savedir}/summary.csv")]
+    summary = read_summary(f"{args.savedir}/summary.csv")
+    jobs = [(models.load_config(r["dataset"])["name"], int(r["fold"])) for r in summary]
     rows = [job_row(args.savedir, name, fold, engine, device, args.data_root) for name, fold in jobs]
     text = io.StringIO()
     writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
