@@ -9,8 +9,9 @@ throughput sweep of the paper (section 5) behind run_inference.sh.
     python infer.py sweep results.csv --models lol-gold1 night --folds 1 2 3 4 --trials 10
 
 The last line printed is the throughput (or, with --json, the JSON record). Backends:
-tensorrt and cudagraph need a CUDA GPU; onnxruntime, compile and eager run anywhere
-(util/backends/). The default is the fastest here: cudagraph on a GPU, onnxruntime on a CPU.
+tensorrt and cudagraph need a CUDA GPU; onnxruntime, compile and eager run anywhere, openvino
+on a CPU (util/backends/). The default is the fastest here: cudagraph in fp16 on a GPU; on a
+CPU with native bf16 (AMX or AVX512_BF16) openvino in bf16, else onnxruntime in fp32.
 
 A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
 as in the paper. Throughput = images / second over the timed iterations, timed with CUDA
@@ -39,7 +40,7 @@ from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
-from util.device import device_name, on_device, resolve_device, set_threads
+from util.device import cpu_isa, device_name, on_device, resolve_device, set_threads
 from util.args import add_flag, device_string, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file, writing
@@ -233,6 +234,7 @@ def summarize(prepared, seconds, warmup, iterations):
     return {
         "model": w.name, "fold": w.fold, "mode": w.mode, "backend": prepared.backend,
         "device": device_name(prepared.device), "precision": prepared.precision,
+        "isa": cpu_isa() if prepared.device.type == "cpu" else None,
         "batch": w.batch, "inputs_per_batch": w.num_inputs, "align": w.align,
         "channels_last": prepared.channels_last, "warmup": warmup, "iterations": iterations,
         "images_per_s": images_per_s, "flops_per_image": w.flops_per_image,
@@ -383,10 +385,13 @@ def measurement_flags():
     group = parent.add_argument_group("how to run and time")
     add = group.add_argument
     add("--backend", choices=list(backends.BACKENDS),
-        help="default: cudagraph on a GPU, onnxruntime on a CPU (eager without it)")
-    add("--precision", choices=list(backends.DTYPES), help="default: fp16 on a GPU, fp32 on a CPU")
+        help="default: cudagraph on a GPU; on a CPU openvino where it has native bf16 (AMX or AVX512_BF16), "
+             "else onnxruntime (eager without either)")
+    add("--precision", choices=list(backends.DTYPES),
+        help="default: fp16 on a GPU; on a CPU bf16 for openvino where the CPU has native bf16 (AMX or "
+             "AVX512_BF16), else fp32")
     add("--device", type=device_string, help="cuda, cuda:1, cpu (default: cuda if there is a GPU)")
-    add("--threads", type=positive_int, help="CPU threads for PyTorch and onnxruntime (default: PyTorch's choice)")
+    add("--threads", type=positive_int, help="CPU threads for PyTorch, onnxruntime and OpenVINO (default: PyTorch's choice)")
     add("--align", type=positive_int, default=1,
         help="round folded widths up to a multiple of this (8 avoids tile quantization; default 1)")
     add_flag(group, "channels_last", action="store_true",
@@ -438,7 +443,7 @@ def main(argv=None):
         set_threads(args.threads)
     device = resolve_device(args.device)
     backend = args.backend or backends.default_backend(device)
-    precision = args.precision or backends.default_precision(device)
+    precision = args.precision or backends.default_precision(device, backend)
     backends.check_device(backend, device)
     workload = build_workload(args.name, args.fold, args.batch_size, args.align, args.efficientnet,
                               args.layer, args.checkpoint, args.seed)
@@ -474,8 +479,8 @@ def sweep_main(argv=None):
         set_threads(args.threads)
     device = resolve_device(args.device)
     sweep(args.out, args.models, args.folds, args.batch_sizes, args.trials,
-          args.backend or backends.default_backend(device), args.precision or backends.default_precision(device),
-          device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
+          args.backend or backends.default_backend(device),
+          args.precision or backends.default_precision(device, args.backend), device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
           args.channels_last or None, args.align)
 
 

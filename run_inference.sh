@@ -31,9 +31,11 @@ FOLDS="${FOLDS:-1 2 3 4}"          # f=1 is the Original, always measured (the n
 BATCH_SIZES="${BATCH_SIZES:-1024}"
 TRIALS="${TRIALS:-10}"
 EFFICIENTNET="${EFFICIENTNET:-1}"  # 1: also the compound-scaled baseline of game models
-BACKEND="${BACKEND:-}"             # tensorrt | cudagraph | onnxruntime | compile | eager
-                                   # (empty: the fastest here: cudagraph on a GPU, else onnxruntime)
-PRECISION="${PRECISION:-}"         # fp16 | bf16 | fp32 (empty: fp16 on a GPU, else fp32)
+BACKEND="${BACKEND:-}"             # tensorrt | cudagraph | onnxruntime | openvino | compile | eager
+                                   # (empty: the fastest here: cudagraph on a GPU; on a CPU openvino
+                                   # where it has native bf16 (AMX, AVX512_BF16), else onnxruntime)
+PRECISION="${PRECISION:-}"         # fp16 | bf16 | fp32 (empty: fp16 on a GPU; bf16 for openvino on a
+                                   # CPU with native bf16; else fp32)
 DEVICE="${DEVICE:-}"               # cuda | cuda:N | cpu (empty: cuda if there is one)
 NUM_WARMUP="${NUM_WARMUP:-}"       # per trial (empty: 100 on a GPU, 2 on a CPU)
 NUM_ITERATION="${NUM_ITERATION:-}" # timed per trial (empty: 10000 on a GPU, 10 on a CPU)

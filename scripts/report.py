@@ -8,6 +8,7 @@ accuracy with its change in parentheses and the speedup), throughput, arithmetic
 the appendix G trade-off, the machine and versions, and the commands to rerun at paper scale.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -22,11 +23,14 @@ from models import FOLDS
 from models.flops import folded_model_intensity
 from models.sparsity import compare_folds
 from util.cascade import describe, max_latency_ratio
-from util.device import cpu_name
+from util.args import add_flag
+from util.backends import default_backend, default_precision
+from util.device import cpu_isa, cpu_name, native_bf16
 from util.errors import cli_main
 from util.files import atomic_write_text, check_output_file
-from util.results import read_csv, read_results, read_summary, wilson_interval
+from util.results import read_csv, read_results, read_summary, settings_path, wilson_interval
 
+PRECISION_COLUMNS = ["dataset", "fold", "test_images", "backend", "precision", "isa", "fp32_top1", "top1", "change"]
 ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction",
                     "intensity", "ridge", "bound", "peak_flops", "bandwidth"]
 
@@ -144,11 +148,12 @@ def roofline_lines(path):
              f"Measured on this machine: peak {peak / 1e9:,.0f} GFLOP/s (the fastest backend's large matmul), "
              f"{bandwidth / 1e9:,.1f} GB/s copy bandwidth, ridge point {ridge:,.1f} FLOP/byte. Intensity is the "
              "paper's eq. 3 at the benchmark's precision; speedup is over f=1 on the same backend.", "",
+             *precision_peak_lines(rows),
              "![roofline](roofline.png)", "", *roofline_summary(rows), "",
              "| backend | model | f | images/s | speedup | GFLOP/s | % of peak | intensity | bound |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['model']} | {r['fold']:.0f} | {r['images_per_s']:,.0f} | "
+        lines.append(f"| {engine_label(r)} | {r['model']} | {r['fold']:.0f} | {r['images_per_s']:,.0f} | "
                      f"{r['speedup']:.2f}x | {r['flops_per_s'] / 1e9:,.1f} | {100 * r['flop_fraction']:.0f}% | "
                      f"{r['intensity']:.1f} | {r['bound']} |")
     return lines
@@ -160,7 +165,7 @@ def roofline_summary(rows):
     top = int(max(r["fold"] for r in rows))
     by_backend = defaultdict(list)
     for r in rows:
-        by_backend[r["backend"]].append(r)
+        by_backend[engine_label(r)].append(r)
 
     def mean(backend, key, fold):
         return statistics.fmean(r[key] for r in by_backend[backend] if r["fold"] == fold)
@@ -261,12 +266,55 @@ def sparsity_lines(path):
                     "a zero-skipping engine such as predictive layer fusion.", ""]
 
 
+def engine_label(row):
+    """A roofline row's backend, with its precision where scripts.roofline recorded one."""
+    return f"{row['backend']} {row['precision']}" if row.get("precision") else row["backend"]
+
+
+def precision_peak_lines(rows):
+    """Where the roofline measured several precisions: each one's peak, which is the roof of
+    its rows (their % of peak is of it)."""
+    peaks = {r["precision"]: r["peak_flops"] for r in rows if r.get("precision")}
+    if len(peaks) < 2:
+        return []
+    return ["Each precision has its own roof, its fastest matmul through the engines that run it: "
+            + ", ".join(f"{p} {float(v) / 1e9:,.0f} GFLOP/s" for p, v in peaks.items())
+            + f" ({cpu_isa()}); a row's % of peak is of its precision's.", ""]
+
+
+def precision_accuracy_lines(path):
+    """Test top-1 in the inference precision beside float32, from scripts.precision_accuracy."""
+    rows = read_csv(path, PRECISION_COLUMNS, "run python -m scripts.precision_accuracy first")
+    lines = ["## Accuracy in the inference precision", "",
+             "Test top-1 (%) of each trained model (best.pth) on its whole test split, run by the inference "
+             "engine in its precision beside float32 eager PyTorch on the same folded inputs.", "",
+             "| Model | f | Test images | Engine | CPU ISA | fp32 | Inference precision | Change |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (models.name_rank(r["dataset"]), int(r["fold"]))):
+        lines.append(f"| {models.load_config(r['dataset'])['id']} ({r['dataset']}) | {r['fold']} | {r['test_images']} | "
+                     f"{r['backend']} {r['precision']} | {r['isa']} | {r['fp32_top1']} | {r['top1']} | {r['change']} |")
+    return lines
+
+
+def sweep_precision(results_csv):
+    """"; precision P" (and the CPU ISA on a CPU) of the sweep, from its settings file if any."""
+    try:
+        settings = json.loads(settings_path(results_csv).read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(settings, dict) or "precision" not in settings:
+        return ""
+    return f"; precision {settings['precision']}" + (f", CPU ISA {cpu_isa()}" if settings.get("device") == "cpu" else "")
+
+
 def machine_lines(backend):
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return [f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
             f"- CPU: {cpu_name()}, {os.cpu_count()} cores; GPU: {gpu}",
             f"- Python {platform.python_version()}, PyTorch {torch.__version__}, {platform.platform()}",
-            f"- Inference backend: {backend}"]
+            f"- Inference backend: {backend}",
+            f"- CPU ISA for inference: {cpu_isa()} (native bf16: {'yes' if native_bf16() else 'no'}; "
+            f"default CPU engine {default_backend('cpu')} {default_precision('cpu')})"]
 
 
 def rerun_commands(names, folds):
@@ -285,7 +333,7 @@ def rerun_commands(names, folds):
 
 
 def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=(), roofline=None,
-                 occam=None, sparsity=None):
+                 occam=None, sparsity=None, precision_accuracy=None):
     data = load_report_data(summary_csv, results_csv)
     names = [n for n, _ in data["accuracy"]] + [n for n, _, _ in data["throughput"]]
     folds = sorted({f for _, f in data["accuracy"]})
@@ -297,8 +345,9 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
              "## Accuracy (layout of appendix table 3)", "", *accuracy_table(data), "",
              "± is half the 95% interval of the original's accuracy on that many test images; the folded "
              "accuracies carry about the same.", "",
+             *([*precision_accuracy_lines(precision_accuracy), ""] if precision_accuracy else []),
              f"## Inference throughput (images/s, median over trials; batch {data['batch']}; "
-             f"backend {', '.join(data['backends']) or backend})", "",
+             f"backend {', '.join(data['backends']) or backend}{sweep_precision(results_csv)})", "",
              *throughput_table(data), "",
              "## Arithmetic intensity (FLOPs/byte, fp16, batch 1024; paper eq. 3)", "",
              *intensity_table(names), "",
@@ -341,10 +390,12 @@ def main(argv=None):
     parser.add_argument("--roofline", help="scripts.roofline's roofline.csv (its roofline.png beside the report)")
     parser.add_argument("--occam", help="scripts.occam's occam.csv (its occam.png beside the report)")
     parser.add_argument("--sparsity", help="scripts.relu_sparsity's relu_sparsity.csv")
+    add_flag(parser, "precision_accuracy", help="scripts.precision_accuracy's CSV: test top-1 in the "
+             "inference precision beside fp32")
     args = parser.parse_args(argv)
     check_output_file(args.out, "report")
     report = build_report(args.summary, args.results, args.out, args.backend, args.scale, args.profile, args.plots,
-                          args.roofline, args.occam, args.sparsity)
+                          args.roofline, args.occam, args.sparsity, args.precision_accuracy)
     print(f"wrote {report}")
 
 

@@ -202,13 +202,22 @@ def main(argv=None):
     step("ReLU sparsity", [sys.executable, "-m", "scripts.relu_sparsity", runs, "--data-root", args.data_root,
                            "--out", out, "--no-progress"])
 
+    precision_csv = out / "precision_accuracy.csv"  # test top-1 in the sweep's precision beside fp32
+    if precision_csv.is_file():
+        print(f"\n==> accuracy in the inference precision: {precision_csv} found, reused", flush=True)
+    else:
+        step("accuracy in the inference precision", [sys.executable, "-m", "scripts.precision_accuracy", runs,
+                                                      "--engine", backend, "--out", precision_csv, "--data-root",
+                                                      args.data_root])
+
     step("plots", [sys.executable, "-m", "scripts.plot_results", out / "results.csv", "--outdir", out])
     plots = sorted(p.name for p in out.glob("*.png"))
     report = out / "REPORT.md"
     step("report", [sys.executable, "-m", "scripts.report", "--summary", out / "summary.csv",
                     "--results", out / "results.csv", "--out", report, "--backend", backend,
                     "--scale", args.scale, "--profile", args.profile, "--roofline", roofline,
-                    "--occam", out / "occam.csv", "--sparsity", out / "relu_sparsity.csv", "--plots", *plots])
+                    "--occam", out / "occam.csv", "--sparsity", out / "relu_sparsity.csv", "--plots", *plots,
+                    "--precision-accuracy", precision_csv])
     print(f"\n==> report: {report}\n")
     print(report.read_text())
 

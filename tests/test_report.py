@@ -123,3 +123,26 @@ def test_report_sections_on_occam_and_relu_sparsity(tmp_path):
     assert "| V1 | 4 | 1100 | 50 / 70 | 60.0% | 9.00 | 3.00 | 3.00x |" in report
     assert ("Folded models' activations are sparser than the original's: 1 of 1 folded models have more zeros" in report
             and "needs 2.00x fewer multiplications at f=1 and 3.00x fewer at f=4 on average, so folding raises" in report)
+
+
+def test_report_gives_accuracy_in_the_inference_precision_and_per_precision_roofs(tmp_path):
+    from util.device import cpu_isa
+    from util.results import settings_path
+
+    summary, results = write_inputs(tmp_path)
+    settings_path(results).write_text('{"backend": "openvino", "precision": "bf16", "device": "cpu"}')
+    (tmp_path / "precision.csv").write_text(
+        "dataset,fold,test_images,backend,precision,isa,fp32_top1,top1,change\n"
+        "night,1,1000,openvino,bf16,AVX512_BF16,69.50,69.40,-0.10\n"
+        "lol-gold1,2,1100,openvino,bf16,AVX512_BF16,96.73,96.82,+0.09\n")
+    rows = ROOFLINE.strip().splitlines()
+    (tmp_path / "roofline.csv").write_text("\n".join([rows[0] + ",precision"] + [
+        r + (",bf16" if r.startswith("onnxruntime") else ",fp32") for r in rows[1:]]) + "\n")
+    report = build_report(summary, results, tmp_path / "REPORT.md", backend="openvino",
+                          roofline=tmp_path / "roofline.csv", precision_accuracy=tmp_path / "precision.csv").read_text()
+    section = report[report.index("## Accuracy in the inference precision"):report.index("## Inference throughput")]
+    assert section.index("V1 (lol-gold1) | 2 | 1100 | openvino bf16 | AVX512_BF16 | 96.73 | 96.82 | +0.09 |") < \
+        section.index("N2 (night) | 1 | 1000 | openvino bf16 | AVX512_BF16 | 69.50 | 69.40 | -0.10 |")
+    assert f"backend openvino; precision bf16, CPU ISA {cpu_isa()})" in report
+    assert "Each precision has its own roof" in report and "| onnxruntime bf16 | V1 | 4 |" in report
+    assert f"- CPU ISA for inference: {cpu_isa()}" in report

@@ -1,7 +1,8 @@
 """`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report;
-pinned to the CPU (CPU_ONLY), whose defaults (onnxruntime, parallel jobs) it checks, also
-when the machine has a GPU."""
+pinned to the CPU (CPU_ONLY), whose defaults (the fastest CPU engine, parallel jobs) it
+checks, also when the machine has a GPU."""
 from tests.helpers import CPU_ONLY, assert_clean_error, run_cli
+from util.backends import default_backend, default_precision
 
 
 def test_pipeline_end_to_end_writes_a_report(tmp_path):
@@ -17,7 +18,7 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     results = (out / "results.csv").read_text().splitlines()
     assert results[0] == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend"
     assert {row.split(",")[3] for row in results[1:]} == {"Original", "Folded", "EfficientNet"}
-    assert {row.split(",")[9] for row in results[1:]} == {"onnxruntime"}  # the fastest backend on a CPU
+    assert {row.split(",")[9] for row in results[1:]} == {default_backend("cpu")}  # the fastest on this CPU
     report = (out / "REPORT.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| V2 (apex-count) | (19, 25) | 22 |"))
     images, original, folded, speedup = (cell.strip() for cell in row.split("|")[4:8])
@@ -25,7 +26,9 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     assert 0 <= float(original.split(" ±")[0]) <= 100 and "(" in folded and float(speedup) > 0
     for plot in ("figure7.png", "learning_curves.png"):
         assert plot in report and (out / plot).is_file()
-    assert "backend onnxruntime" in report and "## Roofline" in report and "![roofline](roofline.png)" in report
+    assert f"backend {default_backend('cpu')}; precision {default_precision('cpu')}" in report
+    assert f"| {default_backend('cpu')} {default_precision('cpu')} |" in report  # accuracy in that precision
+    assert "## Roofline" in report and "![roofline](roofline.png)" in report
     assert (out / "roofline.png").is_file() and "Folding pays where" in report
     assert "## Related systems: OCCAM's optimal partitioning" in report and "![occam](occam.png)" in report
     assert "| V2 | 2 | 128.0 |" in report  # the OCCAM table's row at f=2: eq. 3 intensity first

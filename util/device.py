@@ -1,5 +1,6 @@
 """Where torch runs: the device, its CPU threads, and the names of the hardware for records."""
 import contextlib
+import os
 import platform
 from pathlib import Path
 
@@ -74,3 +75,40 @@ def device_name(device):
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
     return f"{cpu_name()} ({threads} thread{'s' if threads > 1 else ''})"
+
+
+# CPU matrix instructions that multiply bf16 natively, fastest first: Intel AMX tiles, then
+# AVX-512 bf16 dot products (Intel Cooper Lake+, AMD Zen 4+). Keys are /proc/cpuinfo flags.
+BF16_ISAS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512_BF16"}
+# FOLDEDCNNS_CPU_FLAGS="avx2 fma" (space-separated) stands in for /proc/cpuinfo's flags: to see
+# what another CPU would default to, and for tests.
+CPU_FLAGS_ENV = "FOLDEDCNNS_CPU_FLAGS"
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags: $FOLDEDCNNS_CPU_FLAGS if set, else /proc/cpuinfo's (Linux;
+    an empty set elsewhere)."""
+    if os.environ.get(CPU_FLAGS_ENV) is not None:
+        return set(os.environ[CPU_FLAGS_ENV].split())
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_isa(flags=None):
+    """The widest vector/matrix ISA of the CPU (`flags`, default cpu_flags()) for inference:
+    AMX-BF16, AVX512_BF16, AVX-512, AVX2 or SSE."""
+    flags = cpu_flags() if flags is None else set(flags)
+    for flag, name in [*BF16_ISAS.items(), ("avx512f", "AVX-512"), ("avx2", "AVX2")]:
+        if flag in flags:
+            return name
+    return "SSE"
+
+
+def native_bf16(flags=None):
+    """Whether the CPU multiplies bf16 natively (AMX-BF16 or AVX512_BF16)."""
+    return cpu_isa(flags) in BF16_ISAS.values()
