@@ -6,6 +6,11 @@ so the task's object (config data.object) has distractors of the other kinds. Al
 video comes a label CSV in NoScope's format: frame,object_name,confidence,xmin,ymin,xmax,ymax
 (one row per visible object per frame, like the detector output NoScope used).
 
+The camera films one frame every STRIDE steps of the street (--stride). A car takes about 75
+steps to cross, so each 1000-frame chunk of the split holds some 180 independent car
+crossings, as a chunk of a real hours-long video does; a continuous video (--stride 1) holds
+about 6, few enough for a model to memorize.
+
     python -m datasets.noscope_synth night --out data/noscope-synth        # video + CSV only
     python -m datasets.noscope_synth night --build --out data/             # the whole chain
     python -m datasets.noscope_synth all --build                           # N1-N4 into data/
@@ -35,15 +40,21 @@ from util.files import atomic_path, atomic_write_json, check_output_dir, check_r
 from .noscope import format_stats, save_video_frames, split_frames
 
 KINDS = ("person", "car", "bus", "truck")
-# Length in frame widths, speed in frame widths per frame (x1000), and how often a kind is
-# sent across: the task's object busier than the distractors. Overlapping crossings make
-# the share of positive frames somewhat lower (40-55% with the defaults).
+# Length in frame widths, speed in frame widths per step (x1000), and how often a kind is
+# sent across: the task's object busier than the distractors, each of which is labelled
+# about a tenth of the time (at 0.3, buses or trucks are in view in two thirds of the frames
+# and the quick N2 model took a quarter of those without a car for one). Overlapping crossings
+# make the share of positive frames somewhat lower (45-55% with the defaults).
 LENGTH = {"person": 0.1, "car": 0.3, "bus": 0.55, "truck": 0.45}
 SPEED = {"person": (5, 9), "car": (9, 18), "bus": (6, 11), "truck": (7, 13)}
-TARGET_PRESENCE, DISTRACTOR_PRESENCE = 0.5, 0.3
+TARGET_PRESENCE, DISTRACTOR_PRESENCE = 0.5, 0.1
 FOURCC, VIDEO_SUFFIX = "mp4v", ".mp4"
-VISIBLE = 0.4  # share of an object's length that must be in view for a label row
+# A label row once the object shows VISIBLE of a typical length of its kind (in its lane): like a
+# detector, the label depends on what is in the frame. (A share of the object's own length would
+# hang on the part outside: the same sliver of a long car and of a short one labelled apart.)
+VISIBLE = 0.4
 FRAMES_PER_CHUNK = 1000  # so every split has 1000 frames
+STRIDE = 30  # steps of the street per video frame (see the top of this file)
 GENERATOR_ID = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
@@ -159,15 +170,18 @@ class Mover:
         w = street.w
         self.right = bool(rng.random() < 0.5)
         if kind == "person":
+            typical = street.h * 0.39 * 0.4
             self.height = street.h * rng.uniform(0.36, 0.42)
             self.length = self.height * 0.4
             self.base = street.pavement + rng.uniform(-0.02, 0.04) * street.h
             self.colors = (_rgb(rng), _rgb(rng, 20, 120), _rgb(rng, 90, 230))
         else:
             lane = 1 if self.right else 0  # right-hand traffic, the far lane smaller
-            self.length = w * LENGTH[kind] * rng.uniform(0.85, 1.15) * (1.0 if lane else 0.8)
+            typical = w * LENGTH[kind] * (1.0 if lane else 0.8)
+            self.length = typical * rng.uniform(0.85, 1.15)
             self.base = street.lanes[lane]
             self.colors = (_rgb(rng, 30, 255),)
+        self.min_visible = VISIBLE * typical  # pixels in view for a label row
         self.speed = w * rng.uniform(*SPEED[kind]) / 1000
         self.x = -self.length if self.right else float(w)
         self.phase = rng.uniform(0, 2 * np.pi)
@@ -186,8 +200,8 @@ class Mover:
 
 
 def _mean_gap(kind, presence, width):
-    """Mean frames between arrivals so that a kind is labelled about `presence` of the time:
-    the frames it is labelled in (from VISIBLE in view on entry to VISIBLE in view on exit, a
+    """Mean steps between arrivals so that a kind is labelled about `presence` of the time:
+    the steps it is labelled in (from VISIBLE in view on entry to VISIBLE in view on exit, a
     distance of width + (1 - 2 VISIBLE) length) over the share of time it should be labelled."""
     mean_speed = width * sum(SPEED[kind]) / 2000
     return width * (1 + (1 - 2 * VISIBLE) * LENGTH[kind]) / mean_speed / presence
@@ -224,11 +238,13 @@ def _read_marker(path):
     return marker if isinstance(marker, dict) and "generator" in marker else None
 
 
-def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=30, seed=0, force=False):
+def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=30, seed=0, force=False,
+               stride=STRIDE):
     """Write the synthetic video of NoScope task `name` and its label CSV (atomically), and next
     to the video a marker (<video>.json) with the parameters. `frames` defaults to
-    FRAMES_PER_CHUNK per chunk of the task's split. A video or CSV in the way that no marker
-    claims is the user's: a UserError, unless `force`."""
+    FRAMES_PER_CHUNK per chunk of the task's split; one frame is kept of every `stride` steps
+    of the street. A video or CSV in the way that no marker claims is the user's: a UserError,
+    unless `force`."""
     cfg = _noscope_config(name)
     frames = _frame_count(cfg, frames)
     video_path, labels_path = Path(video_path), Path(labels_path)
@@ -238,12 +254,16 @@ def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=
             if path.exists():
                 raise UserError(f"{path} exists and was not written by {OWNER}: move it away, choose another "
                                 f"--out, or pass --force to replace it")
-    params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "generator": GENERATOR_ID}
+    params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "stride": stride,
+              "generator": GENERATOR_ID}
     target = cfg["data"]["object"]
     if target not in KINDS:
         raise UserError(f"{cfg['name']}: no synthetic drawing for object {target!r}; known: {', '.join(KINDS)}")
     width, height = size
     rng = np.random.default_rng([seed, zlib.crc32(cfg["name"].encode())])
+    # The street's own draws (scene, arrivals, objects) apart from each filmed frame's (sensor
+    # noise, detector confidence): every stride films the same street, frame for frame.
+    frame_rng = np.random.default_rng([seed, zlib.crc32(cfg["name"].encode()), 1])
     street = Street(rng, width, height)
     gaps = {k: _mean_gap(k, TARGET_PRESENCE if k == target else DISTRACTOR_PRESENCE, width) for k in KINDS}
     # Arrivals are spread more evenly than a Poisson process so that every chunk of the video
@@ -254,7 +274,7 @@ def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=
     atomic_write_json(marker, {**params, "finished": False})  # ours, but not these parameters yet
     tmp_video = video_path.with_name(f".{video_path.stem}.tmp{os.getpid()}{video_path.suffix}")
     try:
-        rows = _render_video(tmp_video, rng, street, gaps, arrival, cfg, frames, fps, width, height)
+        rows = _render_video(tmp_video, (rng, frame_rng), street, gaps, arrival, cfg, frames, fps, stride)
         with atomic_path(labels_path) as tmp_labels, open(tmp_labels, "w", newline="") as f:
             out = csv.writer(f)
             out.writerow(["frame", "object_name", "confidence", "xmin", "ymin", "xmax", "ymax"])
@@ -266,35 +286,44 @@ def synthesize(name, video_path, labels_path, frames=None, size=(320, 240), fps=
     return video_path, labels_path
 
 
-def _render_video(path, rng, street, gaps, arrival, cfg, frames, fps, width, height):
-    """Draw the street video into `path`; returns its label rows."""
+def _advance(rng, street, movers, gaps, arrival, time):
+    """The street one step on from `time`: new arrivals enter, everything moves, the gone leave."""
+    for kind in KINDS:
+        if time >= arrival[kind]:
+            movers.append(Mover(rng, kind, street))
+            arrival[kind] += gaps[kind] * rng.uniform(0.5, 1.5)
+    for mover in movers:
+        mover.step()
+    movers[:] = [m for m in movers if not m.gone(street.w)]
+
+
+def _render_video(path, rngs, street, gaps, arrival, cfg, frames, fps, stride):
+    """Draw the street video into `path`, one frame every `stride` steps; returns its label rows.
+    `rngs`: the street's generator and the filmed frames'."""
+    (rng, frame_rng), (width, height) = rngs, (street.w, street.h)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
     if not writer.isOpened():
         raise UserError(f"OpenCV cannot write {FOURCC} video to {path}")
     rows, movers = [], []
     for frame in tqdm(range(frames), desc=f"{cfg['name']} video", unit="frame"):
-        for kind in KINDS:
-            if frame >= arrival[kind]:
-                movers.append(Mover(rng, kind, street))
-                arrival[kind] += gaps[kind] * rng.uniform(0.5, 1.5)
+        for time in range(frame * stride, (frame + 1) * stride):  # only the last step is filmed
+            _advance(rng, street, movers, gaps, arrival, time)
         img = street.background.copy()
         # Far things first, so nearer objects cover them.
         for mover in sorted(movers, key=lambda m: m.base):
             x0, y0, x1, y1 = mover.draw(img, street.light)
             visible = min(x1, width) - max(x0, 0)
-            if visible >= VISIBLE * (x1 - x0):  # a detector would see it
-                rows.append((frame, mover.kind, round(float(rng.uniform(0.5, 1.0)), 3),
+            if visible >= mover.min_visible:  # a detector would see it
+                rows.append((frame, mover.kind, round(float(frame_rng.uniform(0.5, 1.0)), 3),
                              int(max(x0, 0)), int(max(y0, 0)), int(min(x1, width - 1)), int(min(y1, height - 1))))
-            mover.step()
-        movers = [m for m in movers if not m.gone(width)]
-        img *= 1 + 0.03 * np.sin(frame / 97)  # slow lighting drift
-        img += rng.normal(0, 2, img.shape).astype(np.float32)  # sensor noise
+        img *= 1 + 0.03 * np.sin(time / 1500)  # slow lighting drift
+        img += frame_rng.normal(0, 2, img.shape).astype(np.float32)  # sensor noise
         writer.write(np.clip(img, 0, 255).astype(np.uint8)[..., ::-1].copy())
     writer.release()
     return rows
 
 
-def build(name, out_root="data", frames=None, size=(320, 240), fps=30, seed=0, force=False):
+def build(name, out_root="data", frames=None, size=(320, 240), fps=30, seed=0, force=False, stride=STRIDE):
     """Synthetic video -> 50x50 frames -> train/val/test split in <out_root>/<name>; returns
     that folder and the split stats. Each step is skipped when its output is already there;
     only files this generator wrote are replaced, unless `force`."""
@@ -302,10 +331,11 @@ def build(name, out_root="data", frames=None, size=(320, 240), fps=30, seed=0, f
     frames = _frame_count(cfg, frames)
     raw = Path(out_root) / "noscope-synth"
     video, labels, frames_dir = raw / f"{cfg['name']}{VIDEO_SUFFIX}", raw / f"{cfg['name']}.csv", raw / f"{cfg['name']}-frames"
-    params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "generator": GENERATOR_ID}
+    params = {"frames": frames, "size": list(size), "fps": fps, "seed": seed, "stride": stride,
+              "generator": GENERATOR_ID}
     if not (_read_marker(video.with_suffix(".json")) == params and video.is_file() and labels.is_file()):
         check_replaceable(frames_dir, OWNER, _frame_files, force)
-        synthesize(cfg["name"], video, labels, frames, size, fps, seed, force)
+        synthesize(cfg["name"], video, labels, frames, size, fps, seed, force, stride)
         remove_owned_dir(frames_dir, OWNER, _frame_files, force)  # frames of an older video
     if not frames_dir.exists():
         claim_dir(frames_dir, OWNER)
@@ -336,6 +366,9 @@ def main(argv=None):
     parser.add_argument("--size", type=_size, default=(320, 240), help="video size WxH (default 320x240)")
     parser.add_argument("--fps", type=positive_int, default=30, help="frames per second (default 30)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--stride", type=positive_int, default=STRIDE,
+                        help=f"steps of the street per video frame (default {STRIDE}: every chunk spans many "
+                             f"independent crossings; 1: a continuous video)")
     parser.add_argument("--out", default="data", help="output folder (default data/)")
     parser.add_argument("--build", action="store_true",
                         help="also dump frames and split them: image folders in OUT/<name>/")
@@ -346,11 +379,12 @@ def main(argv=None):
     check_output_dir(args.out)
     for name in names:
         if args.build:
-            folder, stats = build(name, args.out, args.frames, args.size, args.fps, args.seed, args.force)
+            folder, stats = build(name, args.out, args.frames, args.size, args.fps, args.seed, args.force,
+                                  args.stride)
             print(f"{folder}:\n{format_stats(stats)}")
         else:
             video, labels = synthesize(name, Path(args.out) / f"{name}{VIDEO_SUFFIX}", Path(args.out) / f"{name}.csv",
-                                       args.frames, args.size, args.fps, args.seed, args.force)
+                                       args.frames, args.size, args.fps, args.seed, args.force, args.stride)
             print(f"wrote {video} and {labels}")
 
 

@@ -73,6 +73,44 @@ def test_synthetic_video_reads_back_with_labels(video):
     assert len(seen) < FRAMES  # and some frames are empty
 
 
+def label_rows(labels_csv):
+    """{frame: sorted (object, box) rows}, the detector's confidence left out."""
+    rows = defaultdict(list)
+    with open(labels_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["frame"])].append((row["object_name"], row["xmin"], row["ymin"], row["xmax"], row["ymax"]))
+    return {frame: sorted(r) for frame, r in rows.items()}
+
+
+def test_strided_video_films_every_stride_th_step_of_the_continuous_one(tmp_path):
+    stride, frames = 6, 40
+    strided = synthesize("night", tmp_path / "s.mp4", tmp_path / "s.csv", frames=frames, size=(64, 48), seed=5,
+                         stride=stride)
+    again = synthesize("night", tmp_path / "a.mp4", tmp_path / "a.csv", frames=frames, size=(64, 48), seed=5,
+                       stride=stride)
+    continuous = synthesize("night", tmp_path / "c.mp4", tmp_path / "c.csv", frames=frames * stride, size=(64, 48),
+                            seed=5, stride=1)
+    assert strided[1].read_bytes() == again[1].read_bytes()  # deterministic from the seed
+    filmed, every = label_rows(strided[1]), label_rows(continuous[1])
+    assert filmed and filmed == {f // stride: rows for f, rows in every.items() if f % stride == stride - 1}
+
+
+def car_crossings(labels_csv, frames):
+    """Cars that come into view: frames where more cars are labelled than in the frame before."""
+    rows = label_rows(labels_csv)
+    cars = [sum(o == "car" for o, *_ in rows.get(frame, ())) for frame in range(frames)]
+    return sum(max(now - before, 0) for before, now in zip([0, *cars], cars))
+
+
+def test_default_stride_films_many_independent_crossings(video, tmp_path):
+    continuous = synthesize("night", tmp_path / "c.mp4", tmp_path / "c.csv", frames=FRAMES, size=(96, 72), seed=3,
+                            stride=1)
+    # A car takes about 75 steps to cross and one arrives every 157 or so: 400 continuous
+    # frames show two or three, the 400 frames of the default stride dozens.
+    assert car_crossings(continuous[1], FRAMES) <= 4
+    assert car_crossings(video[1], FRAMES) >= 30
+
+
 def test_video_save_writes_every_frame_50x50_nearest(video, frames):
     written = sorted(int(p.stem) for p in frames.glob("*.png"))
     assert written == list(range(FRAMES))
