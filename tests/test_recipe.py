@@ -12,7 +12,7 @@ import torch.nn as nn
 import models
 import train
 from datasets import game_synth
-from datasets.batches import load_job_data
+from datasets.batches import evaluation_order, load_job_data
 from fold_trainer import distillation_loss, evaluate, read_metrics, resolve_recipe, train_job
 from tests.helpers import run_cli
 from util.errors import UserError
@@ -185,3 +185,31 @@ def test_a_short_run_with_every_option_saves_the_papers_model_and_its_recipe(dat
 def test_bad_recipe_options_are_clear_errors(options, message):
     with pytest.raises(UserError, match=message):
         resolve_recipe("lol-gold1", 2, **options)
+
+
+def test_a_trained_checkpoint_through_onnxruntime_gives_pytorchs_predictions(data_root, quick_runs, tmp_path):
+    """The quick profile's f = 4 model (best.pth), exported to ONNX and run by onnxruntime on the
+    220 real test images, grouped as training scored them: the logits of PyTorch to 1e-4, the
+    same top-1 for every image, and so the job's own test top-1."""
+    import onnxruntime
+
+    from infer import build_workload
+    from util.onnx_export import export_onnx
+
+    savedir, rows = quick_runs
+    fold = 4
+    model = build_workload(NAME, fold, batch_size=fold, checkpoint=savedir / NAME / "fold4" / "best.pth").model.eval()
+    _, _, test = load_job_data(NAME, data_root, "cpu")
+    order, count = evaluation_order(test.labels_cpu, fold)  # the groups that training scored
+    assert count == len(order) == 220
+    images, labels = test.batch(order)
+    inputs = models.fold_inputs(images, fold)
+    session = onnxruntime.InferenceSession(str(export_onnx(model, inputs, tmp_path / "model.onnx")),
+                                           providers=["CPUExecutionProvider"])
+    got = models.unfold_outputs(torch.from_numpy(session.run(None, {"input": inputs.numpy()})[0]), fold)
+    with torch.no_grad():
+        want = models.unfold_outputs(model(inputs), fold)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    assert torch.equal(got.argmax(1), want.argmax(1))
+    accuracy = (got.argmax(1) == labels).float().mean().item()
+    assert f"{accuracy:.4f}" == rows[fold]["test_top1"]
