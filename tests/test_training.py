@@ -236,7 +236,8 @@ def test_distillation_pulls_the_student_to_the_teachers_logits(data_root, traine
     assert after < 0.35 * before, (before, after)
     rows = read_metrics(savedir / NAME / "fold2" / "metrics.csv")
     assert float(rows[-1]["train_loss"]) < 0.6 * float(rows[0]["train_loss"])  # the loss is this MSE
-    # The control: the same seed and recipe trained on the labels alone ends much further away.
+    # The control: the same seed and recipe trained on the labels alone ends much further away
+    # (measured: 20 with distillation, 95 without, 95 untrained).
     train_job(NAME, 2, tmp_path, distill=False, data_root=data_root, **recipe)
     without = trained_student_mse(tmp_path, teacher, train)
     assert after < 0.5 * without, (after, without)
