@@ -266,5 +266,5 @@ def test_gpu_benchmark_table_dry_run_on_cpu(tmp_path, capsys):
         assert float(r["FLOPs/sec"]) == pytest.approx(float(r["Throughput"]) * per_image, rel=1e-5)  # 6 digits
     for r in rows:  # the table's GFLOP/s, within the rounding of its integer images/s and GFLOP/s
         images_per_s, gflops = float(r[5].replace(",", "")), float(r[7].replace(",", ""))
-        per_image = counted_flops("N4", int(r[3])) / int(r[3]) / 1e9
+        per_image = counted_flops("N4", int(r[3]), align=int(r[4])) / int(r[3]) / 1e9  # widths rounded up to align
         assert abs(gflops - images_per_s * per_image) <= 0.5 + 0.5 * per_image
