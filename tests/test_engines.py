@@ -56,9 +56,8 @@ def session_threads(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_harness_and_sweep_pass_threads_to_the_onnxruntime_session(export_cache, session_threads, tmp_path,
-                                                                     capsys, threads):
+def test_harness_and_sweep_pass_threads_to_the_onnxruntime_session(export_cache, session_threads, tmp_path, capsys):
+    threads = 3  # neither onnxruntime's default nor the suite's torch setting (1 or 2)
     infer.main(["N2", "2", "--backend", "onnxruntime", "--batch_size", "4", "--num_warmup", "0",
                 "--num_iteration", "1", "--device", "cpu", "--threads", str(threads)])
     assert session_threads == [threads]
