@@ -1,7 +1,7 @@
 """Datasets of every task as uint8 image tensors: `load_split(name, split, data_root)`.
 
 Game-scraping (V1-V6) and NoScope (N1-N4) splits are image folders (`image_folder.py`);
-CIFAR-10/100 come through torchvision (`cifar.py`). Synthetic sources live in
+CIFAR-10/100 are read from their python batch files (`cifar.py`). Synthetic sources live in
 `game_synth.py` (V1-V6) and `noscope_synth.py` (N1-N4); the NoScope splitter in `noscope.py`.
 """
 from pathlib import Path

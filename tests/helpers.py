@@ -33,3 +33,15 @@ def assert_clean_error(proc, *fragments):
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def counted_flops(name, fold=1, align=1):
+    """FLOPs of one (folded) input of the registry's model, counted by PyTorch's own
+    FlopCounterMode (2 x MACs of convs and matmuls): independent of models/flops.py's thop."""
+    import models
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = models.build_model(name, fold, align=align).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *models.input_shape(name, fold)))
+    return counter.get_total_flops()

@@ -303,18 +303,36 @@ def a_file(tmp):
     return tmp / "afile"
 
 
+READ_ONLY_MOUNTS = []  # unmounted by the `unmount_read_only` fixture
+
+
 def read_only(tmp):
-    (tmp / "ro").mkdir()
-    os.chmod(tmp / "ro", 0o555)
-    return tmp / "ro" / "out"
+    """A folder nobody may write into. Root ignores permission bits, so as root the folder is
+    a read-only tmpfs instead (where mounting is permitted; skipped where it is refused)."""
+    folder = tmp / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            pytest.skip(f"root writes into read-only folders, and mount is refused: {mount.stderr.strip()}")
+        READ_ONLY_MOUNTS.append(folder)
+    else:
+        os.chmod(folder, 0o555)
+    return folder / "out"
+
+
+@pytest.fixture
+def unmount_read_only():
+    yield
+    while READ_ONLY_MOUNTS:
+        subprocess.run(["umount", str(READ_ONLY_MOUNTS.pop())], check=True)
 
 
 @pytest.mark.parametrize("place, message", [(folder, "is a folder"), (under_a_file, "is a file, not a folder"),
                                             (read_only, "is not writable")])
 @pytest.mark.parametrize("write", ["atomic_write_bytes", "check_output_file", "check_output_dir"])
-def test_unwritable_outputs_fail_in_one_line_naming_the_path(tmp_path, place, message, write):
-    if place is read_only and os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+def test_unwritable_outputs_fail_in_one_line_naming_the_path(tmp_path, unmount_read_only, place, message, write):
     if write == "check_output_dir" and place is folder:
         place, message = a_file, "is a file, not a folder"
     target = place(tmp_path)

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from datasets import game_synth
@@ -88,13 +89,35 @@ def test_rendered_text_matches_the_class(all_tasks, name):
         assert max(len(v) for v in unread.values()) > 1  # the unread part varies
 
 
+def stroke_energy(image):
+    """How much text-like ink an RGB or BGR image holds: the 90th percentile of the absolute
+    Laplacian of its grey levels (thin high-contrast strokes score ~100+, blurred scenery ~10-20)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype("float32")
+    return float(np.percentile(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), 90))
+
+
+@pytest.mark.parametrize("name", GAME)
+def test_the_pixels_of_text_classes_hold_strokes_and_those_of_other_do_not(all_tasks, name):
+    """Read back from the PNG files: images of the text classes are full of strokes, those of
+    "other" (background and clutter only) are not (medians apart by over 3x; measured 4-30x)."""
+    files = list((all_tasks / name).glob("*/*/*.png"))
+    other = [stroke_energy(cv2.imread(str(p))) for p in files if p.parent.name == "other"]
+    text = [stroke_energy(cv2.imread(str(p))) for p in files if p.parent.name != "other"]
+    assert len(other) >= 4 and np.median(other) < np.median(text) / 3, (np.median(other), np.median(text))
+
+
 def test_other_draws_no_text():
+    """50 renders each: "other" returns no text and draws no strokes; class "3" draws them."""
     cfg = load_config("lol-gold1")
+    other, three = [], []
     for i in range(50):
         img, text = game_synth.render(cfg, "other", game_synth.image_rng(0, "lol-gold1", "val", 10, i))
         assert text == "" and img.shape == (22, 52, 3)
+        other.append(stroke_energy(img))
         img, text = game_synth.render(cfg, "3", game_synth.image_rng(0, "lol-gold1", "val", 3, i))
         assert re.fullmatch(r"\d{1,2}\.3k", text)
+        three.append(stroke_energy(img))
+    assert np.median(other) < np.median(three) / 3 and np.percentile(other, 90) < np.median(three)
 
 
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path):

@@ -6,9 +6,11 @@ import gc
 import pytest
 import torch
 
+import infer
 import models
 from infer import TOLERANCE, Prepared, build_workload, random_inputs, relative_error
 from scripts.roofline import main as roofline_main
+from tests.helpers import counted_flops
 from util import backends, onnx_export
 from util.errors import UserError
 from util.roofline import roofline_point
@@ -35,11 +37,38 @@ def test_onnxruntime_matches_eager_per_image(export_cache, name, fold):
     assert len(list(export_cache.glob("*.onnx"))) == 1
 
 
-def test_onnxruntime_honours_threads_and_precision(export_cache):
-    from util.backends import ort_session
+@pytest.fixture
+def session_threads(monkeypatch):
+    """The intra-op thread count of every onnxruntime session created while the test runs,
+    read from onnxruntime's own session (a recording subclass of its InferenceSession)."""
+    import onnxruntime
 
-    ort = ort_session.import_onnxruntime()
-    assert ort_session.session_options(ort, 1).intra_op_num_threads == 1
+    created = []
+
+    class RecordingSession(onnxruntime.InferenceSession):
+        def __init__(self, path, sess_options=None, *args, **kwargs):
+            super().__init__(path, sess_options, *args, **kwargs)
+            created.append(int(self.get_session_options().intra_op_num_threads))
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
+    before = torch.get_num_threads()
+    yield created
+    torch.set_num_threads(before)
+
+
+def test_harness_and_sweep_pass_threads_to_the_onnxruntime_session(export_cache, session_threads, tmp_path, capsys):
+    threads = 3  # neither onnxruntime's default nor the suite's torch setting (1 or 2)
+    infer.main(["N2", "2", "--backend", "onnxruntime", "--batch_size", "4", "--num_warmup", "0",
+                "--num_iteration", "1", "--device", "cpu", "--threads", str(threads)])
+    assert session_threads == [threads]
+    infer.sweep_main([str(tmp_path / "sweep.csv"), "--models", "N2", "--folds", "1", "--batch_sizes", "4",
+                      "--trials", "1", "--num_warmup", "0", "--num_iteration", "1", "--backend", "onnxruntime",
+                      "--device", "cpu", "--no_efficientnet", "--threads", str(threads)])
+    assert session_threads == [threads, threads]
+    assert "images/s" in capsys.readouterr().out
+
+
+def test_onnxruntime_refuses_half_precision_on_a_cpu(export_cache):
     with pytest.raises(UserError, match="use --precision fp32"):
         Prepared(build_workload("N2", 1, batch_size=2), "onnxruntime", "fp16", "cpu")
     assert backends.default_backend("cpu", flags={"avx2", "avx512f"}) == "onnxruntime"  # no native bf16
@@ -77,7 +106,9 @@ def test_roofline_table_on_cpu(tmp_path, export_cache, capsys):
         (b, "N2", f) for b in ("eager", "onnxruntime") for f in ("1", "2")]
     peak, bandwidth = float(rows[0]["peak_flops"]), float(rows[0]["bandwidth"])
     assert peak > 0 and bandwidth > 0 and float(rows[0]["ridge"]) == pytest.approx(peak / bandwidth)
-    for r in rows:
+    for r in rows:  # GFLOP/s = images/s x the FLOPs per image that PyTorch counts
+        per_image = counted_flops("N2", int(r["fold"])) / int(r["fold"])
+        assert float(r["flops_per_s"]) == pytest.approx(float(r["images_per_s"]) * per_image, rel=1e-6)
         assert float(r["flop_fraction"]) == pytest.approx(float(r["flops_per_s"]) / peak)
         assert r["bound"] == ("compute" if float(r["intensity"]) >= peak / bandwidth else "memory")
         assert float(r["speedup"]) == (1.0 if r["fold"] == "1" else pytest.approx(

@@ -17,7 +17,7 @@ from models.flops import flops_per_input
 from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from scripts.gpu_benchmark import main as gpu_benchmark_main
 from scripts.plot_results import plot
-from tests.helpers import REPO, assert_clean_error, needs_cuda, run_cli
+from tests.helpers import REPO, assert_clean_error, counted_flops, needs_cuda, run_cli
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
@@ -43,7 +43,7 @@ def test_infer_json_record_is_consistent():
                                    "iterations")} == {
         "model": "lol-gold1", "fold": 4, "mode": "Folded", "backend": "eager", "precision": "fp32",
         "batch": 16, "inputs_per_batch": 4, "iterations": 3}
-    assert record["flops_per_image"] == flops_per_input("lol-gold1", 4) / 4
+    assert record["flops_per_image"] == counted_flops("V1", 4) / 4  # PyTorch's own count, not thop's
     assert record["flops_per_s"] == pytest.approx(record["flops_per_image"] * record["images_per_s"])
     assert record["arithmetic_intensity"] == model_intensity(
         models.build_model("V1", 4), models.input_shape("V1", 4), 4, bytes_per_element=4)
@@ -52,6 +52,7 @@ def test_infer_json_record_is_consistent():
     # throughput = images / total time, which lies between batch / slowest and batch / fastest
     assert 16e3 / spread["max"] * (1 - 1e-9) <= record["images_per_s"] <= 16e3 / spread["min"] * (1 + 1e-9)
     assert record["relative_error"] == 0.0  # eager fp32 is the reference itself
+    assert record["arithmetic_intensity"]["ops"] == 4 * counted_flops("V1", 4)  # 4 folded inputs of 4 images
 
 
 def test_precision_check_measures_the_error():
@@ -163,7 +164,45 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_sweep_rows_norms_resume_and_plots(tmp_path):
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """{file name: matplotlib Figure} of every figure saved while the test runs, so that what
+    was plotted can be read back (matplotlib's savefig, recording its figure first)."""
+    from matplotlib.figure import Figure
+
+    figures, savefig = {}, Figure.savefig
+
+    def recording_savefig(self, fname, *args, **kwargs):
+        figures[os.path.basename(str(fname))] = self
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
+    return figures
+
+
+def assert_plots_show_the_csv(figures, rows):
+    """figure7's bars are the median TputNorm and FLOPNorm at the largest batch (8), per series;
+    figure8's lines the median TputNorm per batch size."""
+    from matplotlib.container import BarContainer
+    from statistics import median
+
+    def norms(column, batch, mode, fold):
+        return [float(r[column]) for r in rows if (r["Batch Size"], r["Mode"], r["Fold"]) == (batch, mode, fold)]
+
+    series = [("Folded", "2"), ("EfficientNet", "1")]  # figure7's order
+    tput_axes, flops_axes, _ = figures["figure7.png"].axes
+    for ax, column in ((tput_axes, "TputNorm"), (flops_axes, "FLOPNorm")):
+        bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+        assert [[bar.get_height() for bar in c] for c in bars] == [
+            [pytest.approx(median(norms(column, "8", *s)))] for s in series]
+    lines = figures["figure8.png"].axes[0].get_lines()
+    curves = [line for line in lines if line.get_label() in ("f = 2", "EfficientNet")]
+    assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in curves] == [
+        (label, [4, 8], [pytest.approx(median(norms("TputNorm", b, *s))) for b in ("4", "8")])
+        for label, s in zip(("f = 2", "EfficientNet"), series)]
+
+
+def test_sweep_rows_norms_resume_and_plots(tmp_path, saved_figures):
     out = tmp_path / "results.csv"
     settings = dict(MODELS="V2", FOLDS="1 2", BATCH_SIZES="4 8", EFFICIENTNET="1", BACKEND="eager")
     stdout = run_sweep(out, TRIALS="1", **settings)
@@ -198,6 +237,7 @@ def test_sweep_rows_norms_resume_and_plots(tmp_path):
     figures = plot(out, tmp_path / "plots")
     assert [p.name for p in figures] == ["figure7.png", "figure8.png"]
     assert all(matplotlib.image.imread(p).shape[2] in (3, 4) for p in figures)
+    assert_plots_show_the_csv(saved_figures, read_csv(out))
 
 
 def test_sweep_refuses_a_foreign_csv(tmp_path):
@@ -219,4 +259,12 @@ def test_gpu_benchmark_table_dry_run_on_cpu(tmp_path, capsys):
     assert [(r[1].strip(), r[2].strip(), r[3].strip(), r[4].strip()) for r in rows] == [
         ("N4", "Original", "1", "1"), ("N4", "Folded", "2", "1"), ("N4", "Folded", "2", "8")]
     assert float(rows[0][6]) == 1.0  # speedup of the original over itself
-    assert len(read_csv(tmp_path / "eager.csv")) == 2
+    measured = read_csv(tmp_path / "eager.csv")
+    assert len(measured) == 2
+    for r in measured:  # FLOPs/sec = images/s x FLOPs per image, counted by PyTorch
+        per_image = counted_flops("N4", int(r["Fold"])) / int(r["Fold"])
+        assert float(r["FLOPs/sec"]) == pytest.approx(float(r["Throughput"]) * per_image, rel=1e-5)  # 6 digits
+    for r in rows:  # the table's GFLOP/s, within the rounding of its integer images/s and GFLOP/s
+        images_per_s, gflops = float(r[5].replace(",", "")), float(r[7].replace(",", ""))
+        per_image = counted_flops("N4", int(r[3]), align=int(r[4])) / int(r[3]) / 1e9  # widths rounded up to align
+        assert abs(gflops - images_per_s * per_image) <= 0.5 + 0.5 * per_image

@@ -76,9 +76,8 @@ def test_killed_parallel_sweep_reruns_to_the_sequential_summary_without_retraini
     sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     first_done = tmp_path / "lol-gold1" / "fold1" / "done.json"
-    deadline = time.monotonic() + 300
-    while not first_done.exists() and sweep.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not first_done.exists() and sweep.poll() is None:  # the first finished job, however long it takes
+        time.sleep(0.05)
     os.killpg(sweep.pid, signal.SIGKILL)  # the launcher and its jobs, with no chance to clean up
     sweep.wait()
     finished = {p: p.read_bytes() for p in tmp_path.glob("*/fold*/done.json")}

@@ -205,3 +205,29 @@ def test_invalid_json_is_a_clear_error(tmp_path):
     (tmp_path / "night.json").write_text("{not json")
     with pytest.raises(UserError, match="night.json: not valid JSON"):
         read_configs(tmp_path)
+
+
+def logits_after_moving_image(model, name, fold, moved):
+    """(per-image logits of one group of f random images, the same after replacing image `moved`)."""
+    images = torch.rand(fold, *models.input_shape(name, 1))
+    changed = images.clone()
+    changed[moved] = torch.rand_like(changed[moved])
+    with torch.no_grad():
+        return [models.unfold_outputs(model(models.fold_inputs(x, fold)), fold) for x in (images, changed)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("fold", FOLDS[1:])
+def test_each_image_has_its_own_path_at_block_init_and_shares_all_at_paper_init(name, fold):
+    """Moving image j of a group changes only row j's logits when the model is f separate
+    networks (block init), and every row's in the paper's dense FoldedCNN, ResNet included."""
+    torch.manual_seed(fold)
+    moved = fold - 1
+    blocked = models.block_diagonal_(models.build_model(name, fold), fold).eval()
+    before, after = logits_after_moving_image(blocked, name, fold, moved)
+    assert torch.equal(before[:moved], after[:moved])
+    assert not torch.allclose(before[moved], after[moved])
+    dense = models.build_model(name, fold).eval()
+    before, after = logits_after_moving_image(dense, name, fold, moved)
+    for row in range(fold):
+        assert not torch.allclose(before[row], after[row], rtol=0, atol=1e-7), row

@@ -1,6 +1,13 @@
-"""`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report;
-pinned to the CPU (CPU_ONLY), whose defaults (the fastest CPU engine, parallel jobs) it
-checks, also when the machine has a GPU."""
+"""`make reproduce` in miniature: one task, f = 1 and 2, tiny data, real steps, a real report
+whose numbers are those of the runs; pinned to the CPU (CPU_ONLY), whose defaults (the
+fastest CPU engine, parallel jobs) it checks, also when the machine has a GPU."""
+import csv
+import json
+import math
+import statistics
+
+import pytest
+
 from tests.helpers import CPU_ONLY, assert_clean_error, run_cli
 from util.backends import default_backend, default_precision
 
@@ -22,8 +29,8 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     report = (out / "REPORT.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| V2 (apex-count) | (19, 25) | 22 |"))
     images, original, folded, speedup = (cell.strip() for cell in row.split("|")[4:8])
-    assert images == "44"  # 2 test images per class at --eval-scale 0.02
-    assert 0 <= float(original.split(" ±")[0]) <= 100 and "(" in folded and float(speedup) > 0
+    assert images == "44" == str(len(list((data / "apex-count" / "test").rglob("*.png"))))  # 2 per class
+    assert_report_row_equals_the_csvs(out, original, folded, speedup)
     for plot in ("figure7.png", "learning_curves.png"):
         assert plot in report and (out / plot).is_file()
     assert f"backend {default_backend('cpu')}; precision {default_precision('cpu')}" in report
@@ -40,6 +47,42 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     assert "found under" in again.stdout
     assert (out / "results.csv").read_text().splitlines() == results
     assert (out / "summary.csv").read_text().splitlines() == summary
+
+
+def wilson_half_width(p, n, z=1.96):
+    """Half the width of the 95% Wilson score interval of a proportion p measured on n trials."""
+    return z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_report_row_equals_the_csvs(out, original, folded, speedup):
+    """The accuracy table's cells are summary.csv's accuracies (in percent) with the Wilson
+    interval and the change from f = 1, and results.csv's median TputNorm; summary.csv is
+    what the training jobs recorded, and each TputNorm is the folded throughput over the
+    original's of the same trial."""
+    f1, f2 = read_rows(out / "summary.csv")
+    done = [json.loads((out / "runs" / "apex-count" / f"fold{f}" / "done.json").read_text()) for f in (1, 2)]
+    for row, job in zip((f1, f2), done):
+        assert row["test_top1"] == f"{job['test_top1']:.4f}" and row["test_images"] == str(job["test_images"])
+    assert f1["delta_vs_f1"] == "+0.0000" and f2["delta_vs_f1"] == f"{done[1]['test_top1'] - done[0]['test_top1']:+.4f}"
+    top1, top2 = float(f1["test_top1"]), float(f2["test_top1"])
+    assert original == f"{100 * top1:.2f} ±{100 * wilson_half_width(top1, 44):.1f}"
+    assert folded == f"{100 * top2:.2f} ({100 * (top2 - top1):+.2f})"
+    assert float(folded.split("(")[1].rstrip(")")) == pytest.approx(100 * float(f2["delta_vs_f1"]), abs=0.011)
+    results = read_rows(out / "results.csv")
+    assert {r["Batch Size"] for r in results} == {"1024"}
+    throughput = {(r["Mode"], r["Trial"]): float(r["Throughput"]) for r in results}
+    norms = []
+    for r in results:
+        if r["Mode"] == "Folded":
+            assert float(r["TputNorm"]) == pytest.approx(throughput["Folded", r["Trial"]] / throughput["Original", r["Trial"]],
+                                                         abs=1e-4)
+            norms.append(float(r["TputNorm"]))
+    assert norms and speedup == f"{statistics.median(norms):.2f}"
 
 
 def test_cifar_without_files_is_a_clear_error(tmp_path):
