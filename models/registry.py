@@ -178,6 +178,8 @@ _MISSING = object()
 _OPTIONAL = {"train.curriculum.initial": (int, type(None)), "train.curriculum.delta": (int, type(None)),
              "data.video_hours": _NUM}
 _LR_SCHEDULE = {"step_epochs": int, "gamma": _NUM}
+# A curriculum's fields (datasets/curriculum.py), known to every family that has one.
+_CURRICULUM = {"train.curriculum.epochs_per_step": int, "train.curriculum.per_fold": dict}
 _PER_FOLD = ("initial", "delta", "epochs_per_step", "epochs")
 
 
@@ -207,6 +209,10 @@ def _check_nested(cfg, path):
     """The sub-structures: the step schedule and the curriculum with its per-fold overrides
     (a family's own sub-structures are its Family.check)."""
     train = cfg["train"]
+    for dotted, types in _CURRICULUM.items():
+        value = _lookup(cfg, dotted)
+        if value is not _MISSING:
+            _check_type(path, dotted, value, types)
     for dotted, types in _OPTIONAL.items():
         value = _lookup(cfg, dotted)
         if value is not _MISSING:
@@ -266,9 +272,9 @@ def validate_config(cfg, path):
         raise UserError(f"{path}: field 'classes' must be a non-empty list of strings")
     if cfg["classes"] != sorted(cfg["classes"]) and family.data_format == "image_folder":
         raise UserError(f"{path}: field 'classes' must be in sorted (image-folder) order")
-    _check_keys(cfg, path, {**_COMMON, **family.schema, **_OPTIONAL})
-    _check_ranges(cfg, path, family)
+    _check_keys(cfg, path, {**_COMMON, **_CURRICULUM, **family.schema, **_OPTIONAL})
     _check_nested(cfg, path)
+    _check_ranges(cfg, path, family)
     if Path(path).stem != cfg["name"]:
         raise UserError(f"{path}: field 'name' is {cfg['name']!r} but the file is named {Path(path).name}")
     return cfg

@@ -94,7 +94,7 @@ def test_every_registered_backend_runs_a_tiny_model(toy_config, backend, tmp_pat
     monkeypatch.setattr(onnx_export, "CACHE_DIR", tmp_path / "onnx")
     monkeypatch.setattr(torch_compile, "MODE", "default")  # seconds, not max-autotune's search
     device = torch.device("cuda" if module.NEEDS_CUDA else "cpu")
-    precision = backends.default_precision(device)
+    precision = backends.default_precision(device, backend)
     torch.manual_seed(0)
     workload = Workload("toy-dots", 2, "Folded", build_from_config(toy_config, 2).eval(), (6, 12, 10), 4, 0.0)
     prepared = Prepared(workload, backend, precision, device)  # checked against float32 eager PyTorch

@@ -17,7 +17,7 @@ from datasets import game_synth
 from datasets.batches import evaluation_order, load_job_data
 from fold_trainer import PROFILES, distillation_loss, evaluate, resolve_recipe, train_job
 from tests.helpers import REPO, run_cli
-from util.args import finite_float, fraction, positive_float
+from util.args import device_string, finite_float, fraction, positive_float
 from util.errors import UserError
 from util.job_folder import read_metrics
 
@@ -202,6 +202,8 @@ def example_flag(field):
         value = next(c for c in field.metadata["choices"] if c != field.default)
         return [flag, value], value
     kind = field.metadata.get("type", str)
+    if kind is device_string:
+        return [flag, "cuda:1"], "cuda:1"
     value = kind("0.5") if kind in (fraction, positive_float, finite_float) else kind("3")
     return [flag, str(value)], value
 

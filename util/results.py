@@ -196,7 +196,7 @@ def _check_settings(path, settings, rows):
                and stored.get(k) != settings.get(k)]
     if differs and not rows:  # left by a sweep that measured nothing
         print(f"note: {stored_path} holds the settings of a sweep without runs; replacing them", file=sys.stderr)
-        differs = []
+        stored, differs = None, []
     if differs:
         diff = ", ".join(f"{k} {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differs)
         raise UserError(f"{path} holds runs measured with other settings ({diff}): rerun with its settings "
