@@ -25,7 +25,7 @@ from fold_trainer import best_path
 from util import backends
 from util.checkpoint import load_weights
 from util.device import cpu_isa, resolve_device, set_threads
-from util.args import positive_int
+from util.args import device_string, positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_write_text, check_output_file
 from util.results import read_summary
@@ -68,7 +68,7 @@ def parse_args(argv):
     parser.add_argument("--engine", metavar="BACKEND[:PRECISION]",
                         help="default: the default backend here in its default precision")
     parser.add_argument("--data-root", default="data", help="where the test splits are (default %(default)s)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if there is a GPU)")
+    parser.add_argument("--device", type=device_string, help="cpu, cuda or cuda:N (default: cuda if there is a GPU)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads of the engines")
     return parser.parse_args(argv)
 

@@ -45,3 +45,13 @@ def counted_flops(name, fold=1, align=1):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *models.input_shape(name, fold)))
     return counter.get_total_flops()
+
+
+def one_line_error(main, argv, capsys):
+    """Run a command line's main() in this process; its last stderr line (exit 2, no traceback)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]

@@ -17,7 +17,7 @@ from datasets import game_synth, image_folder, noscope_synth
 from datasets.noscope import split_frames
 from fold_trainer import train_job
 from scripts import noscope_video_save, plot_results, report, reproduce, tradeoff
-from tests.helpers import REPO, assert_clean_error, run_cli
+from tests.helpers import REPO, assert_clean_error, one_line_error, run_cli
 from util.errors import UserError
 from util.files import atomic_write_bytes, check_output_dir, check_output_file
 from util.job_folder import read_metrics
@@ -126,16 +126,6 @@ def test_generator_cli_refuses_a_users_folder_and_force_replaces_it(tmp_path, ca
     game_synth.main(args + ["--force"])
     assert not (tmp_path / "apex-count" / "my_notes.txt").exists()
     assert (tmp_path / "apex-count" / ".complete").is_file()
-
-
-def one_line_error(main, argv, capsys):
-    """Run a command line's main() in this process; its one-line error (exit 2, no traceback)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err, err
-    return err.strip().splitlines()[-1]
 
 
 # ---- 2. damaged state files --------------------------------------------------------------

@@ -25,7 +25,7 @@ from fold_trainer import train_job
 from models.flops import load_model_map
 from models.registry import read_configs
 from scripts import bench_training, gpu_benchmark, plot_results, recipe_study, report, reproduce
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, one_line_error, run_cli
 from util.checkpoint import load_weights
 from util.device import resolve_device
 from util.errors import UserError
@@ -43,16 +43,6 @@ def game_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     game_synth.generate("lol-gold1", root, scale=0.001, seed=0, workers=1)
     return root
-
-
-def one_line_error(main, argv, capsys):
-    """Run a command line's main() in this process; its last stderr line (exit 2, no traceback)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err, err
-    return err.strip().splitlines()[-1]
 
 
 # ---- 1. SIGTERM and SIGHUP take Ctrl-C's path (the parallel sweep: tests/test_launch.py) ----
