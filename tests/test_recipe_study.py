@@ -9,7 +9,7 @@ import torch
 
 import models
 from datasets import game_synth
-from fold_trainer import read_metrics
+from util.job_folder import read_metrics
 from tests.helpers import run_cli
 from util.checkpoint import load_weights
 
