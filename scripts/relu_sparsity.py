@@ -112,8 +112,8 @@ def main(argv=None):
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
     out = check_output_dir(args.out, "output folder") if args.out else None
-    torch.set_grad_enabled(False)
-    rows = measure(args.run_dir, args.data_root, args.max_images, args.progress)
+    with torch.inference_mode():  # a mode of this call only: main() also runs inside other programs
+        rows = measure(args.run_dir, args.data_root, args.max_images, args.progress)
     print("\n".join(table(rows)) + "\n\n" + verdict(rows))
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ def test_docker_make_test_uses_the_images_python():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the errors on a machine without a GPU")
 def test_gpu_only_work_fails_cleanly_without_a_gpu(tmp_path, capsys):
-    with pytest.raises(UserError, match="--cuda_graph needs a CUDA GPU, and the device is cpu"):
+    with pytest.raises(UserError, match="--cuda-graph needs a CUDA GPU, and the device is cpu"):
         train_job(NAME, 2, tmp_path, epochs=1, data_root=tmp_path, device="cpu", cuda_graph=True)
     with pytest.raises(SystemExit):
         gpu_check_main([])

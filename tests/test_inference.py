@@ -173,7 +173,9 @@ def saved_figures(monkeypatch):
     figures, savefig = {}, Figure.savefig
 
     def recording_savefig(self, fname, *args, **kwargs):
-        figures[os.path.basename(str(fname))] = self
+        # under the file's own name, not the temporary one that util.files.atomic_savefig writes first
+        name = re.sub(r"^\.(.+)\.tmp\d*$", r"\1", os.path.basename(str(fname)))
+        figures[name] = self
         return savefig(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", recording_savefig)

@@ -20,19 +20,20 @@ from util.errors import UserError
 def test_a_noscope_model_trains_on_split_video_frames(tmp_path):
     root = tmp_path / "data"
     noscope_synth.build("night", root, frames=1500, size=(64, 48), seed=0)
-    proc = run_cli("fold_trainer.py", "N2", "2", tmp_path / "runs", "--data-root", root, "--epochs", "3",
-                   "--batch_size", "16", "--lr", "1e-3", "--device", "cpu", "--threads", "1", "--no-progress")
+    proc = run_cli("fold_trainer.py", "N2", "2", tmp_path / "runs", "--data-root", root, "--epochs", "8",
+                   "--device", "cpu", "--threads", "1", "--no-progress")  # the quick profile: f = 1 teaches f = 2
     assert proc.returncode == 0, proc.stderr
     job = tmp_path / "runs" / "night" / "fold2"
     done = json.loads((job / "done.json").read_text())
     _, test_labels = datasets.load_split("night", "test", root)
     assert done["test_images"] == len(test_labels) == len(list((root / "night" / "test").rglob("*.png")))
-    # It learns its training frames (188 of them, 46% cars): the loss falls by more than a
-    # third and top-1 passes 70% (measured: 1.16 -> 0.45, 84%). Three epochs on so few frames
-    # do not generalize to the other segments of the video, so held-out accuracy is not claimed.
+    # It learns the 188 training frames of its chunk and carries that to the test chunk, a
+    # later segment of the video: well above always answering the commoner class (measured
+    # after 8 epochs: train 86%, test 78% against a majority share of about 52%).
     rows = read_metrics(job / "metrics.csv")
-    assert len(rows) == 3 and float(rows[-1]["train_loss"]) < 0.65 * float(rows[0]["train_loss"])
-    assert float(rows[-1]["train_top1"]) > 0.7
+    assert len(rows) == 8 and float(rows[-1]["train_top1"]) > 0.7
+    majority = max(test_labels.float().mean().item(), 1 - test_labels.float().mean().item())
+    assert done["test_top1"] > majority + 0.1, (done["test_top1"], majority)
     load_weights(models.build_model("night", 2), job / "best.pth")  # the paper's N2 architecture at f = 2
 
 

@@ -22,9 +22,8 @@ BUDGET = 2 * 22 * PER_CLASS  # two epochs per job
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     game_synth.generate(NAME, root / "data", scale=0.02, seed=0, eval_scale=0.05)
-    args = ["-m", "scripts.recipe_study", "--data-root", root / "data", "--out", root / "runs", "--datasets", "V2",
-            "--folds", "2", "--options", "adam", "block_bn", "--images", BUDGET, "--doc", root / "doc" / "recipe.md",
-            "--plot", root / "doc" / "curves.png"]
+    args = ["-m", "scripts.recipe_study", "--data-root", root / "data", "--runs", root / "runs", "--datasets", "V2",
+            "--folds", "2", "--options", "adam", "block_bn", "--images", BUDGET, "--out", root / "doc"]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc.stdout
@@ -47,8 +46,8 @@ def test_recipe_study_writes_its_table_and_curves_from_its_jobs(study):
         assert low <= 100 * float(best["test_top1"]) <= high
         assert val_cell == f"{100 * float(best['val_top1']):.1f}%" and seen == f"{BUDGET:,}"
         assert f"{option} {NAME} f={fold}: test top-1 {float(best['test_top1']):.4f}" in stdout
-    assert "![validation top-1 against training images seen](curves.png)" in doc
-    assert matplotlib.image.imread(root / "doc" / "curves.png").shape[1] > 500
+    assert "![validation top-1 against training images seen](recipe_curves.png)" in doc
+    assert matplotlib.image.imread(root / "doc" / "recipe_curves.png").shape[1] > 500
 
 
 def test_without_kept_blocks_a_trained_folded_model_mixes_its_images(study):
