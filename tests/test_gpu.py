@@ -98,7 +98,7 @@ def test_docker_make_test_uses_the_images_python():
     """In the NGC image (SYSTEM_PYTHON=1) `make test` runs the image's Python, which has its
     torch and TensorRT builds; elsewhere it runs the venv's."""
     def dry_run(*settings):
-        proc = subprocess.run(["make", "-n", "test", *settings], cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(["make", "--no-print-directory", "-n", "test", *settings], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 

@@ -32,7 +32,7 @@ def tensorrt_imports():
 
 
 def make_dry_run(target, *settings):
-    proc = subprocess.run(["make", "-n", target, "SYSTEM_PYTHON=1", "PYTHON=python3", *settings], cwd=REPO,
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target, "SYSTEM_PYTHON=1", "PYTHON=python3", *settings], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()

@@ -451,7 +451,7 @@ def test_a_failed_submitit_local_job_reports_its_exit_code(tmp_path):
 
 
 def test_make_reproduce_quotes_its_paths():
-    proc = subprocess.run(["make", "-n", "reproduce", "DATA_ROOT=/x/my data", "RESULTS=/y/my results"], cwd=REPO,
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "reproduce", "DATA_ROOT=/x/my data", "RESULTS=/y/my results"], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "SYSTEM_PYTHON": "1"})
     if proc.returncode != 0 and shutil.which("make") is None:
         pytest.skip("make is not installed")
