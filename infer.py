@@ -40,7 +40,7 @@ from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
-from util.device import cpu_isa, device_name, on_device, resolve_device, set_threads
+from util.device import cpu_isa, cuda_seconds_per_call, device_name, on_device, resolve_device, set_threads
 from util.args import add_flag, device_string, nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import check_output_file, writing
@@ -163,13 +163,7 @@ def time_iterations(run, device, iterations, desc=None):
     seconds = []
     for _ in tqdm(range(rounds), desc=desc, leave=False, disable=None):
         if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(per_round):
-                run()
-            end.record()
-            end.synchronize()
-            seconds.append(start.elapsed_time(end) / 1e3 / per_round)
+            seconds.append(cuda_seconds_per_call(run, per_round))
         else:
             start = time.perf_counter()
             for _ in range(per_round):

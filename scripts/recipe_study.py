@@ -30,6 +30,7 @@ from util.args import positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_savefig, atomic_write_bytes, check_output_file
 from util.job_folder import read_metrics
+from util.results import wilson_interval
 
 plt.switch_backend("Agg")  # files only
 
@@ -52,14 +53,6 @@ DESCRIPTIONS = {
 WRITER = "scripts/recipe_study.py"  # the mark of the files this script wrote
 DOC_TITLE = "# Training recipe study"
 PAPER_CURRICULUM_SHARE = 60 / 1500  # epochs per curriculum step over epochs (section 4)
-
-
-def wilson_interval(hits, n, z=1.96):
-    """95% Wilson score interval of the proportion hits / n."""
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def class_counts(name, data_root, max_per_class=None):
@@ -100,7 +93,7 @@ def table_and_curves(results, out, data_root):
         points = curve(out / option / name / f"fold{fold}", counts, fold)
         curves[(option, name, fold)] = points
         n = len(datasets.load_split(name, "test", data_root)[1])
-        low, high = wilson_interval(round(result["test_top1"] * n), n)
+        low, high = wilson_interval(round(result["test_top1"] * n) / n, n)
         lines.append(f"| {option} | {models.load_config(name)['id']} | {fold} | "
                      f"{100 * result['test_top1']:.1f}% [{100 * low:.1f}, {100 * high:.1f}], {n} | "
                      f"{100 * result['best_val_top1']:.1f}% | {points[-1][0] if points else 0:,} | "

@@ -112,3 +112,16 @@ def cpu_isa(flags=None):
 def native_bf16(flags=None):
     """Whether the CPU multiplies bf16 natively (AMX-BF16 or AVX512_BF16)."""
     return cpu_isa(flags) in BF16_ISAS.values()
+
+
+def cuda_seconds_per_call(run, calls):
+    """Mean seconds per call of `calls` back-to-back calls of `run` on the current CUDA
+    stream, between events recorded around the whole loop (no host work between calls, so a
+    call of microseconds is timed on the GPU, not bounded by the host)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / calls

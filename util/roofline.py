@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from util import backends
-from util.device import on_device
+from util.device import cuda_seconds_per_call, on_device
 
 
 class MatMul(nn.Module):
@@ -49,13 +49,7 @@ def seconds_per_call(run, device, reps=None):
     reps = PROBE_REPS[device.type] if reps is None else reps
     run()
     if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            run()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / reps
+        return cuda_seconds_per_call(run, reps)
     seconds = []
     for _ in range(reps):
         start = time.perf_counter()
