@@ -58,7 +58,7 @@ from util.job_folder import JobFolder, read_done
 EVAL_BATCH_IMAGES = 1024
 # Options of the training recipe beyond the paper's (docs/recipe.md); the paper's values.
 OPTIMIZERS = ("adam", "rmsprop")
-INITS = ("paper", "block")
+INITS = ("paper", "block", "narrow")
 LR_DECAYS = ("none", "cosine")
 DISTILL_LOSSES = ("mse", "kl")
 MODEL_FILES = Path(__file__).resolve().parent / "model_files"
@@ -69,8 +69,10 @@ MODEL_FILES = Path(__file__).resolve().parent / "model_files"
 #
 # Recipe options beyond the paper's (docs/recipe.md measures them; each defaults to the
 # paper's recipe): optimizer and augment override the config's; init="block" starts a folded
-# model block-diagonal (models.folding.block_diagonal_) and keep_blocks keeps it so (no
-# gradient flows across images: f per-image networks in one FoldedCNN); train_bn trains with
+# model block-diagonal (models.folding.block_diagonal_), init="narrow" starts it as f copies
+# of the same sweep's trained narrow CNN of f (models.folding.tile_narrow_; that job trains
+# first), and keep_blocks keeps either so (no gradient flows across images: f per-image
+# networks in one FoldedCNN, a named variant, not the paper's dense model); train_bn trains with
 # a BatchNorm after every conv, folded into the convs whenever the model is saved
 # (models/batchnorm.py); the learning rate rises linearly over `lr_warmup_epochs` and with
 # lr_decay="cosine" falls to zero along a half cosine over the whole run (replacing the
@@ -103,11 +105,16 @@ class Recipe:
     optimizer: Optional[str] = flag_field(None, "optimizer (default: the config's)", choices=OPTIMIZERS)
     augment: Optional[str] = flag_field(None, "training augmentation (default: the config's)",
                                         choices=sorted(AUGMENTATIONS))
-    init: str = flag_field("paper", "initialization: paper (Xavier/normal) or block (a folded model starts as f "
-                                    "independent per-image networks; default paper)", choices=INITS)
-    keep_blocks: bool = flag_field(False, "with --init block: the weights across images stay zero for the whole "
+    init: str = flag_field("paper", "initialization of a folded model: paper (Xavier/normal), block (f "
+                                    "independent per-image networks) or narrow (f copies of the sweep's trained "
+                                    "narrow CNN of f, SAVEDIR/<dataset>/narrow<f>; default paper)", choices=INITS)
+    keep_blocks: bool = flag_field(False, "with --init block or narrow: the weights across images stay zero for the whole "
                                           "run, so the model trains as f per-image networks (default off: "
                                           "training may mix them)")
+    dense_epochs: Optional[int] = flag_field(None, "with --init narrow: epochs of the dense training that follows the "
+                                                   "narrow CNN's (default: --epochs)", type=positive_int)
+    dense_lr: Optional[float] = flag_field(None, "with --init narrow: learning rate of the dense training (default: "
+                                                 "--lr)", type=positive_float)
     train_bn: bool = flag_field(False, "train with BatchNorm after each conv, folded into the convs when saved "
                                        "(default off)")
     lr_warmup_epochs: float = flag_field(0.0, "epochs of linear learning-rate warm-up (default 0)", type=finite_float)
@@ -137,21 +144,24 @@ class Recipe:
                                       ("distill_loss", self.distill_loss, DISTILL_LOSSES)):
             if value is not None and value not in choices:
                 raise UserError(f"unknown {label} {value!r}; use one of {', '.join(choices)}")
-        if self.keep_blocks and self.init != "block":
-            raise UserError("--keep-blocks keeps the block-diagonal init's structure: add --init block")
+        if self.keep_blocks and self.init == "paper":
+            raise UserError("--keep-blocks keeps a block-diagonal init's structure: add --init block or --init narrow")
         if not 0 <= self.lr_warmup_epochs < math.inf:
             raise UserError(f"lr_warmup_epochs must be >= 0, got {self.lr_warmup_epochs}")
         if not self.distill_temperature > 0 or not 0 < self.distill_weight <= 1:
             raise UserError(f"distillation needs temperature > 0 and 0 < weight <= 1, "
                             f"got {self.distill_temperature} and {self.distill_weight}")
 
-    def resolve(self, name, fold):
-        """Everything that decides the result of job (name, fold), as a JSON-able dict (stored
-        in checkpoints and done.json): the fields, with the config's values where None.
+    def resolve(self, name, fold, variant=None):
+        """Everything that decides the result of job (name, fold, variant), as a JSON-able dict
+        (stored in checkpoints and done.json): the fields, with the config's values where None.
         curriculum=None follows the model family; distill=None the config
-        (`train.distill_folded`); a student is always folded (f > 1)."""
+        (`train.distill_folded`); a student is always folded (f > 1). The baselines of f
+        (variant narrow or compound, models.variant_of) take one image per input and train
+        with the original's recipe: no curriculum or distillation unless asked for."""
         cfg = models.load_config(name)
-        fold = models.folding.check_fold(fold)
+        variant = models.variant_of(fold, variant)
+        job_fold, fold = fold, models.images_per_input(variant, fold)  # fold: images per input
         family, train = models.family_of(cfg), cfg["train"]
         use_curriculum = (fold > 1 and family.curriculum) if self.curriculum is None else self.curriculum
         schedule = curriculum_for(cfg, fold, self.curriculum_epochs) if use_curriculum else None
@@ -171,11 +181,14 @@ class Recipe:
         if self.lr_warmup_epochs and self.lr_decay == "none" and train["lr_schedule"] is not None:
             raise UserError(f"lr warm-up does not combine with {cfg['name']}'s step schedule; add --lr-decay cosine")
         distill = fold > 1 and (train["distill_folded"] if self.distill is None else self.distill)
+        lr = train["lr"] if self.lr is None else self.lr
+        if fold > 1 and self.init == "narrow":  # the dense phase after the narrow CNN's own training
+            epochs, lr = self.dense_epochs or epochs, self.dense_lr or lr
         # curriculum_epochs lives on inside the curriculum's state.
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "curriculum_epochs"}
-        return {"dataset": cfg["name"], "fold": fold, **fields, "epochs": epochs,
+        return {"dataset": cfg["name"], "fold": job_fold, "variant": variant, **fields, "epochs": epochs,
                 "batch_size": batch_size // fold * fold,  # rounded down to whole groups of f
-                "optimizer": self.optimizer or train["optimizer"], "lr": train["lr"] if self.lr is None else self.lr,
+                "optimizer": self.optimizer or train["optimizer"], "lr": lr,
                 "weight_decay": train["weight_decay"],
                 "lr_schedule": train["lr_schedule"] if self.lr_decay == "none" else None,
                 "keep_blocks": bool(self.keep_blocks),
@@ -218,10 +231,13 @@ PROFILES = {
     "paper": {},
     # A few CPU minutes per job (docs/recipe.md measures each choice):
     # - 20 epochs on at most 500 training images per class (V1 at data scale 0.05);
-    # - the folded model trains as f separate per-image networks (block-diagonal init, and no
-    #   gradient across images): with the paths free to mix, each image's path is drowned by
-    #   the others' for hundreds of thousands of images (the plateau); kept apart, f = 4 learns
-    #   about as fast as f = 1;
+    # - the folded model is dense, but starts where training it from scratch cannot get in a
+    #   few minutes: as f copies of the narrow CNN of f (the sweep's narrow<f> job, trained
+    #   with the original's recipe), then 10 epochs with every weight free at a tenth of the
+    #   learning rate (at 2e-3, Adam's steps on the zero weights across images swamp the
+    #   narrow paths: V1 f=4 fell from 93% to 56% in one epoch). From the paper's init, each
+    #   image's path is drowned by the others' for hundreds of thousands of images (the
+    #   plateau, docs/recipe.md);
     # - BatchNorm while training (folded into the convs when saved) takes Adam at 2e-3 with
     #   1 epoch of warm-up and cosine decay;
     # - folded students learn the f = 1 model's softened outputs (KL at temperature 4) half and
@@ -231,7 +247,7 @@ PROFILES = {
     # - one CPU thread: these tiny models gain little from a second thread and lose much when
     #   other processes share the cores.
     "quick": {"epochs": 20, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "lr_warmup_epochs": 1.0,
-              "lr_decay": "cosine", "init": "block", "keep_blocks": True, "train_bn": True, "distill": True,
+              "lr_decay": "cosine", "init": "narrow", "dense_epochs": 10, "dense_lr": 2e-4, "train_bn": True, "distill": True,
               "distill_loss": "kl", "distill_temperature": 4.0, "distill_weight": 0.5, "max_train_per_class": 500,
               "curriculum": False, "threads": 1},
 }
@@ -254,16 +270,24 @@ def profile_options(profile):
     return PROFILES[profile]
 
 
-def resolve_recipe(name, fold, **options):
-    """The recipe of job (name, fold) with these Recipe options (Recipe.resolve)."""
-    return Recipe(**options).resolve(name, fold)
+def resolve_recipe(name, fold, variant=None, **options):
+    """The recipe of job (name, fold, variant) with these Recipe options (Recipe.resolve)."""
+    return Recipe(**options).resolve(name, fold, variant)
 
 
 # ----------------------------------------------------------------------------------------
 # Where a job lives.
 
-def job_dir(savedir, name, fold):
-    return Path(savedir) / models.load_config(name)["name"] / f"fold{fold}"
+def job_dir(savedir, name, fold, variant=None):
+    """<savedir>/<dataset>/fold<f>, narrow<f> or compound (models.variant_folder)."""
+    folder = models.variant_folder(models.variant_of(fold, variant), fold)
+    return Path(savedir) / models.load_config(name)["name"] / folder
+
+
+def job_label(name, fold, variant=None):
+    """How messages name a job: "V1 f=4", "V1 narrow f=4", "V1 compound"."""
+    variant = models.variant_of(fold, variant)
+    return f"{name} " + {"narrow": f"narrow f={fold}", "compound": "compound"}.get(variant, f"f={fold}")
 
 
 def best_path(savedir, name, fold):
@@ -272,9 +296,20 @@ def best_path(savedir, name, fold):
 
 
 def finished_results(savedir):
-    """The results (done.json) of every finished job under `savedir`, in registry order, then fold."""
-    done = [read_done(p) for p in Path(savedir).glob("*/fold*/done.json")]
-    return sorted(done, key=lambda d: (models.name_rank(d["dataset"]), d["dataset"], d["fold"]))
+    """The results (done.json) of every finished job under `savedir` (variants included), in
+    registry order, then variant (models.VARIANTS), then fold."""
+    done = [read_done(p) for pattern in ("*/fold*/done.json", "*/narrow*/done.json", "*/compound/done.json")
+            for p in Path(savedir).glob(pattern)]
+    return sorted(done, key=lambda d: (models.name_rank(d["dataset"]), d["dataset"],
+                                       VARIANT_ORDER[result_variant(d)], d["fold"]))
+
+
+VARIANT_ORDER = {"original": 0, "folded": 0, "narrow": 1, "compound": 2}
+
+
+def result_variant(done):
+    """The variant of a job's result; results from before variants existed are the paper's models."""
+    return done.get("variant") or models.variant_of(done["fold"])
 
 
 # ----------------------------------------------------------------------------------------
@@ -299,11 +334,11 @@ def unfinished_job_of(path):
     return folder.path if in_a_job and not folder.done.is_file() else None
 
 
-def untrained_teacher(name, fold, savedir, options):
-    """Whether job (name, fold) with train_job's `options` distills from an f = 1 model that
-    is neither given (`teacher`) nor found finished (teacher_candidates): its f = 1 job must
-    train (or finish) first."""
-    if fold == 1 or options.get("teacher") or not split_options(options)[0].resolve(name, fold)["distill"]:
+def untrained_teacher(name, fold, savedir, options, variant=None):
+    """Whether job (name, fold, variant) with train_job's `options` distills from an f = 1
+    model that is neither given (`teacher`) nor found finished (teacher_candidates): its
+    f = 1 job must train (or finish) first."""
+    if fold == 1 or options.get("teacher") or not split_options(options)[0].resolve(name, fold, variant)["distill"]:
         return False
     sweep_teacher, pretrained = teacher_candidates(models.load_config(name)["name"], savedir)
     if unfinished_job_of(sweep_teacher) is not None:
@@ -336,6 +371,37 @@ def teacher_record(path):
     (a resumed student must keep distilling from the same weights)."""
     with open(path, "rb") as fh:
         return {"teacher_path": str(Path(path).resolve()), "teacher_sha256": hashlib.sha256(fh.read()).hexdigest()}
+
+
+# ----------------------------------------------------------------------------------------
+# The dense recipe's start (init="narrow"): a folded job begins as f copies of the trained
+# narrow CNN of f from the same sweep, taken from that job's final training state
+# (current.pth, which keeps its BatchNorm layers, so the folded model starts as exactly f
+# narrow networks while training), then trains with the weights across images free.
+
+def narrow_source(name, fold, savedir):
+    """The current.pth of the finished narrow job of (name, fold) in `savedir`; a UserError
+    saying how to train it if there is none."""
+    folder = JobFolder(job_dir(savedir, name, fold, "narrow"))
+    if not folder.done.is_file():
+        raise UserError(f"--init narrow starts {name} f={fold} from the trained narrow CNN of f={fold}, which "
+                        f"{folder.path} does not hold yet: train it first with `python fold_trainer.py {name} "
+                        f"{fold} {savedir} --variant narrow` (train.py does it for you)")
+    return folder.current
+
+
+def untrained_narrow(name, fold, savedir, options, variant=None):
+    """Whether job (name, fold, variant) starts from a narrow CNN (init="narrow") that is not
+    trained (or not finished) yet in `savedir`."""
+    if models.images_per_input(variant, fold) == 1 or split_options(options)[0].init != "narrow":
+        return False
+    return not (job_dir(savedir, name, fold, "narrow") / "done.json").is_file()
+
+
+def narrow_record(path):
+    """What a dense job's recipe records of the narrow model it starts from (as teacher_record)."""
+    with open(path, "rb") as fh:
+        return {"narrow_path": str(Path(path).resolve()), "narrow_sha256": hashlib.sha256(fh.read()).hexdigest()}
 
 
 def load_teacher(name, path, device):
@@ -417,12 +483,22 @@ def _restore_rng_states(states, generators):
 
 
 def build_training_model(recipe):
-    """The model a job trains: `models.build_model(name, f)`, block-diagonal at the start if
-    the recipe says so, with a BatchNorm after every conv while training if it says so."""
-    model = models.build_model(recipe["dataset"], recipe["fold"])
-    if recipe["init"] == "block":
-        models.block_diagonal_(model, recipe["fold"])
-    return models.insert_batchnorm(model) if recipe["train_bn"] else model
+    """The model a job trains: `models.build_variant(name, variant, f)`; a folded one starts
+    block-diagonal or as f copies of the narrow CNN (recipe["narrow_path"]) if the recipe
+    says so; with a BatchNorm after every conv while training if it says so."""
+    name, fold, variant = recipe["dataset"], recipe["fold"], recipe["variant"]
+    model = models.build_variant(name, variant, fold)
+    folded = models.images_per_input(variant, fold) > 1
+    if folded and recipe["init"] == "block":
+        models.block_diagonal_(model, fold)
+    model = models.insert_batchnorm(model) if recipe["train_bn"] else model
+    if folded and recipe["init"] == "narrow":
+        narrow = models.build_variant(name, "narrow", fold)
+        narrow = models.insert_batchnorm(narrow) if recipe["train_bn"] else narrow
+        load_weights(narrow, recipe["narrow_path"], "narrow model file",
+                     f"does not hold the narrow CNN of {name} f={fold} in this recipe's form (BatchNorm or not)")
+        models.folding.tile_narrow_(model, narrow, fold)
+    return model
 
 
 def make_optimizer(recipe, params, fused=False, capturable=False):
@@ -516,7 +592,7 @@ def check_finite(model, loss, epoch, recipe, folder, epochs_done):
         return
     kept = (f"the last good checkpoint {folder.current} (after epoch {epochs_done}) is kept"
             if folder.has_checkpoint() else "no checkpoint was written")
-    raise UserError(f"{recipe['dataset']} f={recipe['fold']}: training diverged in epoch {epoch} "
+    raise UserError(f"{job_label(recipe['dataset'], recipe['fold'], recipe['variant'])}: training diverged in epoch {epoch} "
                     f"(loss {loss}, learning rate {recipe['lr']}); {kept}. Rerun with a lower --lr "
                     f"in another SAVEDIR")
 
@@ -530,15 +606,20 @@ class Trainer:
     `folder`'s (util/job_folder.py)."""
 
     def __init__(self, recipe, folder, savedir, settings, device, session_start):
-        name, fold, seed = recipe["dataset"], recipe["fold"], recipe["seed"]
+        name, seed = recipe["dataset"], recipe["seed"]
+        fold = self.fold = models.images_per_input(recipe["variant"], recipe["fold"])  # images per input
+        self.label = job_label(name, recipe["fold"], recipe["variant"])
         self.recipe, self.folder, self.device = recipe, folder, device
         self.num_classes = len(models.load_config(name)["classes"])
         self.schedule = Curriculum.from_state_dict(recipe["curriculum"]) if recipe["curriculum"] else None
         self.teacher = None
         if recipe["distill"]:
             self.teacher = load_teacher(name, recipe["teacher_path"], device)
+        # The compound-scaled CNN sees every image at its lower resolution.
+        size = models.variant_input_shape(name, recipe["variant"], recipe["fold"])[1:]
         self.train, self.val, self.test = load_job_data(name, settings.data_root, device,
-                                                        recipe["max_train_per_class"], recipe["scale_data"], seed)
+                                                        recipe["max_train_per_class"], recipe["scale_data"], seed,
+                                                        size)
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
@@ -567,7 +648,7 @@ class Trainer:
         _restore_rng_states(checkpoint["rng"], self.generators)
         self.state = {key: checkpoint[key] for key in self.state}
         self.wall_before = self.state["wall_time_s"]
-        print(f"{self.recipe['dataset']} f={self.recipe['fold']}: resuming after epoch {self.state['epoch']} "
+        print(f"{self.label}: resuming after epoch {self.state['epoch']} "
               f"of {self.recipe['epochs']}")
 
     def roll_back_files(self):
@@ -590,7 +671,7 @@ class Trainer:
 
     def train_epoch(self, epoch, num_active, progress):
         """One pass over the (active-class) training images; the epoch's train metrics."""
-        fold, device = self.recipe["fold"], self.device
+        fold, device = self.fold, self.device
         batches = training_batches(self.train.labels_cpu, self.recipe["batch_size"], fold,
                                    self.generators["shuffle"], num_active, device)
         set_learning_rate(self.optimizer, self.recipe, epoch)
@@ -626,7 +707,7 @@ class Trainer:
 
     def finish_epoch(self, epoch, num_active, train_metrics, progress):
         """Evaluate, append the epoch's row to metrics.csv and keep the best model."""
-        fold = self.recipe["fold"]
+        fold = self.fold
         val_top1, val_top5 = evaluate(self.model, self.val, fold, num_active, f"Epoch {epoch}. val", progress)
         test_top1, test_top5 = evaluate(self.model, self.test, fold, num_active, f"Epoch {epoch}. test", progress)
         classes = num_active or self.num_classes
@@ -642,7 +723,7 @@ class Trainer:
                                   "test_top1": test_top1, "test_top5": test_top5}
             self.state["best_model"] = inference_state(self.model, self.recipe["train_bn"])
             self.folder.save_best(self.best_file_contents())
-        print(f"Epoch {epoch}. {self.recipe['dataset']} f={fold}. Loss={row['train_loss']:.4f}. "
+        print(f"Epoch {epoch}. {self.label}. Loss={row['train_loss']:.4f}. "
               f"Top-1 train={row['train_top1']:.4f} val={val_top1:.4f} test={test_top1:.4f} "
               f"({classes}/{self.num_classes} classes)", flush=True)
 
@@ -664,19 +745,29 @@ class Trainer:
         """The job's summary (done.json)."""
         state, best = self.state, self.state["best"]
         return {
-            "dataset": self.recipe["dataset"], "fold": self.recipe["fold"], "epochs": state["epoch"],
+            "dataset": self.recipe["dataset"], "fold": self.recipe["fold"], "variant": self.recipe["variant"],
+            "epochs": state["epoch"],
             "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
             "val_images": len(self.val), "test_images": len(self.test),
             "test_top5": best["test_top5"], "classes_at_best": best["classes"], "num_classes": self.num_classes,
             "wall_time_s": round(state["wall_time_s"], 2),
             "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
-            "recipe": self.recipe,
+            "cross_image_share": self.cross_image_share(), "recipe": self.recipe,
         }
 
+    def cross_image_share(self):
+        """models.folding.cross_image_share of the best model (None unless folded)."""
+        if self.fold == 1:
+            return None
+        model = models.build_variant(self.recipe["dataset"], self.recipe["variant"], self.recipe["fold"])
+        model.load_state_dict(self.state["best_model"])
+        return models.folding.cross_image_share(model, self.fold)
 
-def train_job(name, fold, savedir, *, profile="paper", continue_from_file=None, **options):
-    """Train `name` folded `fold` times in `<savedir>/<name>/fold<fold>/` and return the
-    result summary (also written to done.json, with the profile's name). A finished job is
+
+def train_job(name, fold, savedir, *, variant=None, profile="paper", continue_from_file=None, **options):
+    """Train `name` folded `fold` times in `<savedir>/<name>/fold<fold>/` (or its baseline of
+    f, `variant` narrow or compound, in narrow<f>/ or compound/) and return the result
+    summary (also written to done.json, with the profile's name). A finished job is
     skipped; an unfinished one continues from its current.pth (or from `continue_from_file`).
 
     `options` are the fields of Recipe (epochs, lr, init, train_bn, ...) and of JobSettings
@@ -688,9 +779,11 @@ def train_job(name, fold, savedir, *, profile="paper", continue_from_file=None, 
     """
     session_start = time.perf_counter()
     recipe_options, settings = split_options({**profile_options(profile), **options})
-    recipe = recipe_options.resolve(name, fold)
+    recipe = recipe_options.resolve(name, fold, variant)
     if recipe["distill"]:
         recipe.update(teacher_record(find_teacher(recipe["dataset"], savedir, settings.teacher)))
+    if recipe["init"] == "narrow" and models.images_per_input(recipe["variant"], fold) > 1:
+        recipe.update(narrow_record(narrow_source(recipe["dataset"], fold, savedir)))
     if recipe["distill"] and recipe["distill_loss"] == "mse" and recipe_options.distill_temperature != 1.0:
         print(f"warning: distill_temperature {recipe_options.distill_temperature:g} is not used by the mse "
               f"distillation loss (only by kl)", file=sys.stderr)
@@ -700,7 +793,7 @@ def train_job(name, fold, savedir, *, profile="paper", continue_from_file=None, 
     device = resolve_device(settings.device)
     if settings.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA GPU, and the device is {device}; drop --cuda-graph")
-    folder = JobFolder(job_dir(savedir, recipe["dataset"], fold))
+    folder = JobFolder(job_dir(savedir, recipe["dataset"], fold, recipe["variant"]))
     folder.check_writable()
     with folder.lock():
         done = folder.finished(recipe) if continue_from_file is None else None
@@ -746,22 +839,23 @@ def job_options(args):
     return given
 
 
-def job_file(savedir, name, fold):
-    return Path(savedir) / "jobs" / f"{name}-f{fold}.json"
+def job_file(savedir, name, fold, variant=None):
+    return Path(savedir) / "jobs" / f"{name}-{models.variant_folder(models.variant_of(fold, variant), fold)}.json"
 
 
-def job_command(name, fold, savedir, options, profile):
+def job_command(name, fold, savedir, options, profile, variant=None):
     """The fold_trainer.py command line that runs train_job(name, fold, savedir,
-    profile=profile, **options) as its own process, for launchers: every option, resolved
-    to its Recipe and JobSettings, is written as data to SAVEDIR/jobs/<name>-f<fold>.json,
-    which the command reads back (--options-file), so that no option is lost on the way."""
+    variant=variant, profile=profile, **options) as its own process, for launchers: every
+    option, resolved to its Recipe and JobSettings, is written as data to
+    SAVEDIR/jobs/<name>-<job folder>.json, which the command reads back (--options-file), so
+    that no option is lost on the way."""
     recipe_options, settings = split_options({**profile_options(profile), **options})
-    path = job_file(savedir, name, fold)
+    path = job_file(savedir, name, fold, variant)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"profile": profile, "recipe": dataclasses.asdict(recipe_options),
                                         "settings": dataclasses.asdict(settings)}, indent=2, default=str) + "\n")
     return [sys.executable, str(Path(__file__).resolve()), str(name), str(fold), str(savedir),
-            "--options-file", str(path)]
+            "--options-file", str(path)] + (["--variant", variant] if variant in models.BASELINES else [])
 
 
 def read_options_file(path):
@@ -782,7 +876,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="dataset/model name or id (e.g. lol-gold1 or V1)")
     parser.add_argument("fold", type=positive_int, help="fold f: 1 is the original CNN")
-    parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/")
+    parser.add_argument("savedir", help="root folder of the runs; the job writes <savedir>/<dataset>/fold<f>/ "
+                                        "(narrow<f>/ or compound/ with --variant)")
+    parser.add_argument("--variant", choices=models.BASELINES,
+                        help="train a baseline instead of the FoldedCNN: narrow (the original with layers "
+                             "narrowed by 1/sqrt(f), one image per input) or compound (the EfficientNet-style "
+                             "shrunken CNN; fold 1)")
     parser.add_argument("--profile", choices=list(PROFILES),
                         help=f"recipe profile (default here: {DEFAULT_PROFILE}; paper with a GPU, quick without)")
     add_flag(parser, "continue_from_file",
@@ -795,10 +894,15 @@ def main(argv=None):
     profile, options = read_options_file(args.options_file) if args.options_file else (DEFAULT_PROFILE, {})
     profile = args.profile or profile
     options = {**profile_options(profile), **options, **job_options(args)}
-    if args.continue_from_file is None and untrained_teacher(args.name, args.fold, args.savedir, options):
-        print(f"{args.name} f={args.fold} distills from the f=1 model, which is not trained yet: training it first")
-        train_job(args.name, 1, args.savedir, profile=profile, **options)
-    result = train_job(args.name, args.fold, args.savedir, profile=profile,
+    label = job_label(args.name, args.fold, args.variant)
+    if args.continue_from_file is None:
+        if untrained_teacher(args.name, args.fold, args.savedir, options, args.variant):
+            print(f"{label} distills from the f=1 model, which is not trained yet: training it first")
+            train_job(args.name, 1, args.savedir, profile=profile, **options)
+        if untrained_narrow(args.name, args.fold, args.savedir, options, args.variant):
+            print(f"{label} starts from the narrow CNN of f={args.fold}, which is not trained yet: training it first")
+            train_job(args.name, args.fold, args.savedir, variant="narrow", profile=profile, **options)
+    result = train_job(args.name, args.fold, args.savedir, variant=args.variant, profile=profile,
                        continue_from_file=args.continue_from_file, **options)
     print(json.dumps({k: v for k, v in result.items() if k != "recipe"}, indent=2))
 

@@ -66,6 +66,13 @@ class DeviceSplit:
         return x, self.labels[positions]
 
 
+def resize_images(images, size):
+    """uint8 (N, C, H, W) images resized to `size`, still uint8, in chunks (bounded memory)."""
+    return torch.cat([F.interpolate(chunk.float(), size=tuple(size), mode="bilinear", antialias=True,
+                                    align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+                      for chunk in images.split(4096)]) if len(images) else images[:, :, :size[0], :size[1]]
+
+
 def select_training_images(labels, num_classes, max_per_class=None, fraction=1.0, seed=0):
     """Positions of the training images a job uses: per class a seeded random subset of
     min(max_per_class, round(fraction * n)) images (all of them by default), in split order."""
@@ -80,8 +87,10 @@ def select_training_images(labels, num_classes, max_per_class=None, fraction=1.0
     return torch.cat(keep).sort().values
 
 
-def load_job_data(name, data_root, device, max_per_class=None, fraction=1.0, seed=0):
-    """(train, val, test) DeviceSplits of `name`; train thinned per `max_per_class`/`fraction`."""
+def load_job_data(name, data_root, device, max_per_class=None, fraction=1.0, seed=0, size=None):
+    """(train, val, test) DeviceSplits of `name`; train thinned per `max_per_class`/`fraction`;
+    every image resized to `size` (H, W) if given (bilinear, antialiased: the compound-scaled
+    CNN's lower resolution)."""
     cfg = models.load_config(name)
     expected = models.input_shape(name, 1)
     normalization = datasets.normalization(name)
@@ -94,6 +103,8 @@ def load_job_data(name, data_root, device, max_per_class=None, fraction=1.0, see
         if split == "train":
             keep = select_training_images(labels, len(cfg["classes"]), max_per_class, fraction, seed)
             images, labels = images[keep], labels[keep]
+        if size is not None and tuple(size) != expected[1:]:
+            images = resize_images(images, size)
         splits.append(DeviceSplit(images, labels, device, normalization))
     return splits
 

@@ -101,3 +101,68 @@ def block_diagonal_(model, fold):
         for weight, mask in block_masks(model, fold).items():
             weight.mul_(mask * math.sqrt(fold))
     return model
+
+
+@torch.no_grad()
+def cross_image_share(model, fold):
+    """The share of a folded model's conv and linear weight norm^2 that connects different
+    images' channel groups (channel_groups): 0 for f independent networks (block-diagonal,
+    kept blocks), about 1 - 1/f for a dense model whose weights ignore the layout."""
+    masks = block_masks(model, check_fold(fold))
+    total = sum(float(w.pow(2).sum()) for w in masks)
+    across = sum(float((w * (1 - m)).pow(2).sum()) for w, m in masks.items())
+    return across / total if total else 0.0
+
+
+def slot_channels(folded_channels, narrow_channels, fold):
+    """[f index tensors]: where slot j's `narrow_channels` channels sit among a folded layer's
+    `folded_channels`: the first ones of channel group j (channel_groups). A group may hold
+    one channel more than the narrow layer (int(32 * sqrt(2)) = 45 = 23 + 22 > 2 * 22)."""
+    groups = channel_groups(folded_channels, fold)
+    slots = [torch.nonzero(groups == j).squeeze(1)[:narrow_channels] for j in range(fold)]
+    if any(len(s) < narrow_channels for s in slots):
+        raise UserError(f"a folded layer of {folded_channels} channels cannot hold {fold} copies of "
+                        f"{narrow_channels} channels")
+    return slots
+
+
+@torch.no_grad()
+def tile_narrow_(folded, narrow, fold):
+    """Make `folded` compute `narrow` on each of its f images, in place: slot j's conv,
+    linear and BatchNorm entries are the narrow CNN's, every weight across images is zero,
+    and a group's channel beyond the narrow width is dead (zero weights in and out, which a
+    BatchNorm maps to zero). `narrow` is the original CNN at channel_mult 1/sqrt(f) with
+    the same layers (models.build_variant(name, "narrow", f), with BatchNorm if `folded`
+    has it). Training on from here may use the weights across images (the dense recipe)."""
+    fold = check_fold(fold)
+    pairs = list(zip(folded.modules(), narrow.modules()))
+    if len(list(folded.modules())) != len(list(narrow.modules())) or any(
+            type(a) is not type(b) for a, b in pairs):
+        raise UserError("the narrow model does not have the folded model's layers (another model, or one "
+                        "trained with and one without BatchNorm?)")
+    slots, channels = None, None  # the previous layer's slots and folded channel count
+    for big, small in pairs:
+        if isinstance(big, (nn.Conv2d, nn.Linear)):
+            out_folded, in_folded = big.weight.shape[:2]
+            out_narrow, in_narrow = small.weight.shape[:2]
+            if slots is None:  # the input: image j's channels
+                slots, channels = slot_channels(in_folded, in_narrow, fold), in_folded
+            if isinstance(big, nn.Linear) and in_folded != channels:  # after a flatten: channel-major features
+                spatial = in_folded // channels
+                slots = [(s[:, None] * spatial + torch.arange(spatial)).flatten() for s in slots]
+            out_slots = slot_channels(out_folded, out_narrow, fold)
+            big.weight.zero_()
+            if big.bias is not None:
+                big.bias.zero_()
+            for rows, cols in zip(out_slots, slots):
+                big.weight[rows[:, None], cols[None, :]] = small.weight
+                if big.bias is not None:
+                    big.bias[rows] = small.bias
+            slots, channels = out_slots, out_folded
+        elif isinstance(big, nn.BatchNorm2d):
+            big.reset_parameters()
+            big.num_batches_tracked.copy_(small.num_batches_tracked)
+            for rows in slots:
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(big, name)[rows] = getattr(small, name)
+    return folded

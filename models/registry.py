@@ -378,3 +378,66 @@ def build_compound_scaled(name):
 def compound_scaled_input_shape(name):
     cfg, (_, input_size) = _compound_scaled(name)
     return (cfg["input"]["channels"], *input_size(cfg))
+
+
+# ----------------------------------------------------------------------------------------
+# Variants: the models a sweep trains and times for one dataset. "original" (f = 1) and
+# "folded" (f > 1) are the paper's; "narrow" (the original CNN with every internal layer
+# narrowed by 1/sqrt(f), one image per input: what a FoldedCNN's per-image share of compute
+# buys unfolded) and "compound" (the EfficientNet-style shrunken CNN of section 5) are what
+# a user could run instead at a similar throughput.
+VARIANTS = ("original", "folded", "narrow", "compound")
+BASELINES = ("narrow", "compound")
+
+
+def variant_of(fold, variant=None):
+    """The variant of a job: `variant` if given (narrow or compound), else original at f = 1
+    and folded above; a one-line UserError for an unknown one or a fold that does not fit."""
+    fold = check_fold(fold)
+    if variant in (None, "original", "folded"):
+        return "original" if fold == 1 else "folded"
+    if variant not in BASELINES:
+        raise UserError(f"unknown variant {variant!r}; use one of {', '.join(BASELINES)} (or none for the "
+                        f"original/folded CNN)")
+    if variant == "narrow" and fold == 1:
+        raise UserError("the narrow CNN of f is the original narrowed by 1/sqrt(f): give a fold f >= 2")
+    if variant == "compound" and fold != 1:
+        raise UserError("the compound-scaled CNN classifies one image per input: give fold 1")
+    return variant
+
+
+def variant_folder(variant, fold):
+    """The job folder name of a variant under <savedir>/<dataset>/: fold<f>, narrow<f> or compound."""
+    return {"original": f"fold{fold}", "folded": f"fold{fold}", "narrow": f"narrow{fold}",
+            "compound": "compound"}[variant]
+
+
+def narrow_mult(fold):
+    """channel_mult of the narrow CNN of f: 1/sqrt(f), so that f of them cost about one
+    FoldedCNN of f (models.folding's width rule, inverted)."""
+    return 1.0 / math.sqrt(check_fold(fold))
+
+
+def build_variant(name, variant, fold=1):
+    """The model of `name` in `variant` (variant_of), initialized as in the original recipe:
+    the narrow CNN of f takes one image, the compound-scaled CNN one image at its lower
+    resolution (variant_input_shape)."""
+    variant = variant_of(fold, variant)
+    if variant == "narrow":
+        return build_model(name, 1, channel_mult=narrow_mult(fold))
+    if variant == "compound":
+        return build_compound_scaled(name)
+    return build_model(name, fold)
+
+
+def variant_input_shape(name, variant, fold=1):
+    """(channels, height, width) of one input of build_variant(name, variant, fold)."""
+    variant = variant_of(fold, variant)
+    if variant == "compound":
+        return compound_scaled_input_shape(name)
+    return input_shape(name, 1 if variant == "narrow" else fold)
+
+
+def images_per_input(variant, fold):
+    """How many images one input of the variant carries: f for a FoldedCNN, else 1."""
+    return fold if variant_of(fold, variant) == "folded" else 1

@@ -29,7 +29,10 @@ DONE_KEYS = ("dataset", "fold", "epochs", "best_val_top1", "test_top1", "wall_ti
              "recipe")
 # Recipe fields that may change between runs of one job folder (more epochs continue it; a
 # teacher file may move with its savedir, its weights, teacher_sha256, may not change).
-RESUMABLE_CHANGES = {"epochs", "teacher_path"}
+RESUMABLE_CHANGES = {"epochs", "teacher_path", "narrow_path"}
+# Recipe fields added since some job folders were written: a stored recipe without one ran
+# with one of these values.
+ADDED_FIELDS = {"variant": ("original", "folded")}
 LOCK_FILE = ".lock"
 
 
@@ -56,12 +59,17 @@ def read_done(path):
 
 def check_same_recipe(stored, wanted, where):
     """A UserError if the recipe `stored` in `where` differs from `wanted` beyond RESUMABLE_CHANGES."""
-    changed = [k for k in wanted if k not in RESUMABLE_CHANGES and stored.get(k) != wanted[k]]
+    changed = [k for k in wanted if k not in RESUMABLE_CHANGES and stored.get(k) != wanted[k]
+               and not (k not in stored and wanted[k] in ADDED_FIELDS.get(k, ()))]
     if "teacher_sha256" in changed:
         raise UserError(f"{where} holds a student distilled from another teacher ({stored.get('teacher_path')}, "
                         f"sha256 {str(stored.get('teacher_sha256'))[:12]}); this run's teacher {wanted['teacher_path']} "
                         f"has other weights (sha256 {wanted['teacher_sha256'][:12]}): pass the same --teacher "
                         f"or use another SAVEDIR")
+    if "narrow_sha256" in changed:
+        raise UserError(f"{where} holds a dense model started from another narrow model ({stored.get('narrow_path')}); "
+                        f"{wanted['narrow_path']} has other weights now: use another SAVEDIR, or delete {where} to "
+                        f"start again from the new one")
     if changed:
         diff = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in changed)
         raise UserError(f"{where} holds a run with other settings ({diff}); "
@@ -95,7 +103,7 @@ class JobFolder:
         check_same_recipe(done["recipe"], recipe, self.path)
         if done["epochs"] < recipe["epochs"]:
             return None
-        print(f"{recipe['dataset']} f={recipe['fold']}: finished earlier ({self.path}), skipping")
+        print(f"{recipe['dataset']} {self.path.name}: finished earlier ({self.path}), skipping")
         return done
 
     def resume_checkpoint(self, recipe, continue_from_file=None):

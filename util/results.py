@@ -10,8 +10,8 @@ from pathlib import Path
 from util.errors import UserError
 from util.files import atomic_write_json, atomic_write_text
 
-SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1",
-                   "wall_time_s", "train_images_per_s"]
+SUMMARY_COLUMNS = ["dataset", "fold", "variant", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1",
+                   "wall_time_s", "train_images_per_s", "cross_image_share"]
 # The paper's nine columns (section 5 of the original system), then the backend that ran the row.
 PAPER_COLUMNS = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "FLOPs/sec", "TputNorm", "FLOPNorm"]
 RESULTS_HEADER = PAPER_COLUMNS + ["Backend"]
@@ -19,16 +19,22 @@ RESULTS_HEADER = PAPER_COLUMNS + ["Backend"]
 
 def summary_rows(done):
     """summary.csv's rows of finished jobs' results (done.json), in the given order;
-    delta_vs_f1 is the test top-1 minus that of the same dataset's f = 1 job (empty without one)."""
-    original = {d["dataset"]: d["test_top1"] for d in done if d["fold"] == 1}
+    variant is original | folded | narrow | compound (a result without one is the paper's
+    model of its fold); delta_vs_f1 is the test top-1 minus that of the same dataset's
+    original (f = 1) job (empty without one)."""
+    def variant(d):
+        return d.get("variant") or ("original" if d["fold"] == 1 else "folded")
+
+    original = {d["dataset"]: d["test_top1"] for d in done if variant(d) == "original"}
     rows = []
     for d in done:
         delta = d["test_top1"] - original[d["dataset"]] if d["dataset"] in original else None
-        rows.append({"dataset": d["dataset"], "fold": d["fold"], "epochs": d["epochs"],
+        rows.append({"dataset": d["dataset"], "fold": d["fold"], "variant": variant(d), "epochs": d["epochs"],
                      "best_val_top1": f"{d['best_val_top1']:.4f}", "test_top1": f"{d['test_top1']:.4f}",
                      "test_images": d.get("test_images", ""),
                      "delta_vs_f1": "" if delta is None else f"{delta:+.4f}",
-                     "wall_time_s": f"{d['wall_time_s']:.1f}", "train_images_per_s": f"{d['train_images_per_s']:.0f}"})
+                     "wall_time_s": f"{d['wall_time_s']:.1f}", "train_images_per_s": f"{d['train_images_per_s']:.0f}",
+                     "cross_image_share": "" if d.get("cross_image_share") is None else f"{d['cross_image_share']:.3g}"})
     return rows
 
 
@@ -51,7 +57,7 @@ def write_summary(path, done):
 # two measurements of one run, which happens when a file mixes two sweeps.
 SUMMARY_TYPES = {"fold": int, "epochs": int, "best_val_top1": float, "test_top1": float, "wall_time_s": float,
                  "train_images_per_s": float}
-SUMMARY_KEY = ("dataset", "fold")
+SUMMARY_KEY = ("dataset", "fold", "variant")
 RESULTS_TYPES = {"Trial": int, "Batch Size": int, "Fold": int, "Throughput": float, "FLOPs/sec": float,
                  "TputNorm": float, "FLOPNorm": float}
 RESULTS_KEY = ("Model", "Trial", "Batch Size", "Mode", "Fold")
