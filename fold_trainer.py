@@ -111,10 +111,10 @@ class Recipe:
     keep_blocks: bool = flag_field(False, "with --init block or narrow: the weights across images stay zero for the whole "
                                           "run, so the model trains as f per-image networks (default off: "
                                           "training may mix them)")
-    dense_epochs: Optional[int] = flag_field(None, "with --init narrow: epochs of the dense training that follows the "
-                                                   "narrow CNN's (default: --epochs)", type=positive_int)
-    dense_lr: Optional[float] = flag_field(None, "with --init narrow: learning rate of the dense training (default: "
-                                                 "--lr)", type=positive_float)
+    dense_epoch_share: float = flag_field(1.0, "with --init narrow: the dense training after the narrow CNN's runs "
+                                               "this share of --epochs, at least 1 (default 1)", type=positive_float)
+    dense_lr_scale: float = flag_field(1.0, "with --init narrow: the dense training's learning rate is --lr times "
+                                            "this (default 1)", type=positive_float)
     train_bn: bool = flag_field(False, "train with BatchNorm after each conv, folded into the convs when saved "
                                        "(default off)")
     lr_warmup_epochs: float = flag_field(0.0, "epochs of linear learning-rate warm-up (default 0)", type=finite_float)
@@ -148,6 +148,9 @@ class Recipe:
             raise UserError("--keep-blocks keeps a block-diagonal init's structure: add --init block or --init narrow")
         if not 0 <= self.lr_warmup_epochs < math.inf:
             raise UserError(f"lr_warmup_epochs must be >= 0, got {self.lr_warmup_epochs}")
+        if not (self.dense_epoch_share > 0 and self.dense_lr_scale > 0):
+            raise UserError(f"dense_epoch_share and dense_lr_scale must be positive, got {self.dense_epoch_share} "
+                            f"and {self.dense_lr_scale}")
         if not self.distill_temperature > 0 or not 0 < self.distill_weight <= 1:
             raise UserError(f"distillation needs temperature > 0 and 0 < weight <= 1, "
                             f"got {self.distill_temperature} and {self.distill_weight}")
@@ -183,7 +186,7 @@ class Recipe:
         distill = fold > 1 and (train["distill_folded"] if self.distill is None else self.distill)
         lr = train["lr"] if self.lr is None else self.lr
         if fold > 1 and self.init == "narrow":  # the dense phase after the narrow CNN's own training
-            epochs, lr = self.dense_epochs or epochs, self.dense_lr or lr
+            epochs, lr = max(1, round(epochs * self.dense_epoch_share)), lr * self.dense_lr_scale
         # curriculum_epochs lives on inside the curriculum's state.
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "curriculum_epochs"}
         return {"dataset": cfg["name"], "fold": job_fold, "variant": variant, **fields, "epochs": epochs,
@@ -247,8 +250,8 @@ PROFILES = {
     # - one CPU thread: these tiny models gain little from a second thread and lose much when
     #   other processes share the cores.
     "quick": {"epochs": 20, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "lr_warmup_epochs": 1.0,
-              "lr_decay": "cosine", "init": "narrow", "dense_epochs": 10, "dense_lr": 2e-4, "train_bn": True, "distill": True,
-              "distill_loss": "kl", "distill_temperature": 4.0, "distill_weight": 0.5, "max_train_per_class": 500,
+              "lr_decay": "cosine", "init": "narrow", "dense_epoch_share": 0.5, "dense_lr_scale": 0.1,
+              "train_bn": True, "distill": True, "distill_loss": "kl", "distill_temperature": 4.0, "distill_weight": 0.5, "max_train_per_class": 500,
               "curriculum": False, "threads": 1},
 }
 DEFAULT_PROFILE = "paper" if torch.cuda.is_available() else "quick"

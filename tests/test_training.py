@@ -270,18 +270,22 @@ def test_train_py_runs_a_sweep_skips_finished_jobs_and_writes_the_summary(data_r
             "--no-progress"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.index("apex-count f=1") < first.stdout.index("apex-count f=2")
+    # the quick profile's folded job starts from the narrow CNN of f, which trains before it
+    assert first.stdout.index("apex-count f=1") < first.stdout.index("apex-count narrow f=2") \
+        < first.stdout.index("apex-count f=2")
     assert "profile quick: epochs=1, " in first.stdout  # the header shows the --epochs that overrode the profile's
     summary = (tmp_path / "summary.csv").read_text().splitlines()
-    assert summary[0] == "dataset,fold,epochs,best_val_top1,test_top1,test_images,delta_vs_f1,wall_time_s,train_images_per_s"
-    assert [line.split(",")[:3] for line in summary[1:]] == [[NAME, "1", "1"], [NAME, "2", "1"]]
+    assert summary[0] == ("dataset,fold,variant,epochs,best_val_top1,test_top1,test_images,delta_vs_f1,wall_time_s,"
+                          "train_images_per_s,cross_image_share")
+    assert [line.split(",")[:4] for line in summary[1:]] == [[NAME, "1", "original", "1"], [NAME, "2", "folded", "1"],
+                                                             [NAME, "2", "narrow", "1"]]
     done = [json.loads((tmp_path / NAME / f"fold{f}" / "done.json").read_text()) for f in (1, 2)]
-    f1, f2 = (dict(zip(summary[0].split(","), line.split(","))) for line in summary[1:])
+    f1, f2 = (dict(zip(summary[0].split(","), line.split(","))) for line in summary[1:3])
     assert (f1["test_top1"], f2["test_top1"]) == tuple(f"{d['test_top1']:.4f}" for d in done)
     assert f1["delta_vs_f1"] == "+0.0000" and f2["delta_vs_f1"] == f"{done[1]['test_top1'] - done[0]['test_top1']:+.4f}"
     assert "delta_vs_f1" in first.stdout  # the table is printed
     second = run_cli(*args)
-    assert second.returncode == 0 and second.stdout.count("skipping") == 2
+    assert second.returncode == 0 and second.stdout.count("skipping") == 2  # the narrow job is not planned again
     other = run_cli(*args[:-1], "--lr", "0.5")
     assert_clean_error(other, "holds a run with other settings", "lr")
 
