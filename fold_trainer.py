@@ -755,16 +755,18 @@ class Trainer:
             "test_top5": best["test_top5"], "classes_at_best": best["classes"], "num_classes": self.num_classes,
             "wall_time_s": round(state["wall_time_s"], 2),
             "train_images_per_s": round(state["train_images"] / max(state["train_time_s"], 1e-9), 1),
-            "cross_image_share": self.cross_image_share(), "recipe": self.recipe,
+            "cross_image_share": best_cross_image_share(self.recipe, state["best_model"]), "recipe": self.recipe,
         }
 
-    def cross_image_share(self):
-        """models.folding.cross_image_share of the best model (None unless folded)."""
-        if self.fold == 1:
-            return None
-        model = models.build_variant(self.recipe["dataset"], self.recipe["variant"], self.recipe["fold"])
-        model.load_state_dict(self.state["best_model"])
-        return models.folding.cross_image_share(model, self.fold)
+
+def best_cross_image_share(recipe, weights):
+    """models.folding.cross_image_share of a job's model `weights` (None unless folded)."""
+    fold = models.images_per_input(recipe["variant"], recipe["fold"])
+    if fold == 1:
+        return None
+    model = models.build_variant(recipe["dataset"], recipe["variant"], recipe["fold"])
+    model.load_state_dict(weights)
+    return models.folding.cross_image_share(model, fold)
 
 
 def train_job(name, fold, savedir, *, variant=None, profile="paper", continue_from_file=None, **options):
@@ -842,8 +844,14 @@ def job_options(args):
     return given
 
 
+def job_stem(name, fold, variant=None):
+    """A job's name in file names: <name>-f<f>, <name>-narrow<f> or <name>-compound."""
+    variant = models.variant_of(fold, variant)
+    return f"{name}-" + (f"f{fold}" if variant in ("original", "folded") else models.variant_folder(variant, fold))
+
+
 def job_file(savedir, name, fold, variant=None):
-    return Path(savedir) / "jobs" / f"{name}-{models.variant_folder(models.variant_of(fold, variant), fold)}.json"
+    return Path(savedir) / "jobs" / f"{job_stem(name, fold, variant)}.json"
 
 
 def job_command(name, fold, savedir, options, profile, variant=None):

@@ -42,7 +42,7 @@ import torch
 import datasets
 import models
 from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results,
-                          format_seconds, job_command, job_label, job_options, split_options, train_job,
+                          format_seconds, job_command, job_label, job_options, job_stem, split_options, train_job,
                           untrained_narrow, untrained_teacher)
 from util.args import positive_int
 from util.device import resolve_device
@@ -174,7 +174,8 @@ def launch_jobs(jobs, args, options):
     parameters = submitit_parameters(args) if args.launcher != "local" else None
     failures = {}
     folded = [j for j in jobs if j[1] > 1 and j[2] is None]
-    waves = {"f=1 jobs and baselines": [j for j in jobs if j not in folded], "folded jobs": folded}
+    first = sorted((j for j in jobs if j not in folded), key=lambda j: j[2] is not None)  # teachers first
+    waves = {"f=1 jobs and baselines": first, "folded jobs": folded}
     for desc, wave in waves.items():
         runnable = []
         for name, fold, variant in wave:
@@ -186,7 +187,7 @@ def launch_jobs(jobs, args, options):
                 if job_label(name, fold, "narrow") in failures and starts_from_narrow(name, fold, options):
                     failures[label] = "not run, as the narrow CNN it starts from did not finish"
                     continue
-            log = savedir / "logs" / f"{name}-{models.variant_folder(models.variant_of(fold, variant), fold)}.log"
+            log = savedir / "logs" / f"{job_stem(name, fold, variant)}.log"
             runnable.append(Job(label, job_command(name, fold, args.savedir, options, args.profile, variant), log))
         failures.update(run_jobs(runnable, args.launcher, slots=slots, submitit_folder=savedir / "submitit",
                                  parameters=parameters, desc=desc))

@@ -23,7 +23,7 @@ DATASETS = ["lol-gold1", "apex-count"]  # V1 and V2
 # The quick profile (block init, KL distillation from f = 1) on a few images for 2 epochs.
 SWEEP = ["--datasets", "V1", "V2", "--folds", "1", "2", "--profile", "quick", "--epochs", "2",
          "--max_train_per_class", "12", "--device", "cpu", "--threads", "1", "--no-progress"]
-RESULT_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1"]
+RESULT_COLUMNS = ["dataset", "fold", "variant", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,9 @@ def sequential(data_root, tmp_path_factory):
     proc = run_cli("train.py", savedir, *SWEEP, "--data-root", data_root)
     assert proc.returncode == 0, proc.stderr
     rows = results(savedir)
-    assert [r[:2] for r in rows] == [[n, f] for n in DATASETS for f in ("1", "2")]
+    # the quick profile's folded jobs start from the narrow CNN of f, which the sweep trains too
+    assert [r[:3] for r in rows] == [[n, f, v] for n in DATASETS
+                                     for f, v in (("1", "original"), ("2", "folded"), ("2", "narrow"))]
     return rows
 
 
@@ -136,7 +138,9 @@ def test_a_failed_job_is_reported_with_its_log_and_the_others_finish(data_root, 
     assert f"apex-count f=1: exit code 2; log: {log}" in proc.stderr
     assert "apex-count f=2: not run, as its f=1 teacher did not finish" in proc.stderr
     assert f"in use by another process (pid {os.getpid()})" in log.read_text()
-    assert [r[:2] for r in results(tmp_path)] == [["lol-gold1", "1"], ["lol-gold1", "2"]]
+    # V2's narrow CNN needs no teacher: it trains
+    assert [r[:3] for r in results(tmp_path)] == [["lol-gold1", "1", "original"], ["lol-gold1", "2", "folded"],
+                                                  ["lol-gold1", "2", "narrow"], ["apex-count", "2", "narrow"]]
 
 
 @pytest.mark.parametrize("flags, message", [

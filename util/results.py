@@ -123,9 +123,9 @@ def parse_csv(text, path, required, types=None, key=(), meanings=None):
                 raise UserError(f"{path} line {line}: {column} is {row[column]!r}, but it must be {what}; "
                                 f"fix or delete the row")
         if key:
-            ident = tuple(_number(types[c], row[c]) if c in (types or {}) else row[c] for c in key)
+            ident = tuple(_number(types[c], row[c]) if c in (types or {}) else row.get(c) for c in key)
             if ident in seen:
-                what = ", ".join(f"{c} {row[c]}" for c in key)
+                what = ", ".join(f"{c} {row[c]}" for c in key if c in row)
                 raise UserError(f"{path} lines {seen[ident]} and {line} both hold {what}: the file mixes two "
                                 f"runs; delete the rows of one of them")
             seen[ident] = line
@@ -150,8 +150,11 @@ def read_csv(path, required, missing_hint="run the step that writes it first (se
 
 def read_summary(path):
     """The rows of train.py's summary.csv."""
-    return read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY,
+    rows = read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY,
                     meanings=SUMMARY_MEANINGS)
+    for row in rows:  # a summary from before variants holds the paper's models only
+        row["variant"] = row.get("variant") or ("original" if int(row["fold"]) == 1 else "folded")
+    return rows
 
 
 def read_results(path):
