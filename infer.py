@@ -15,8 +15,9 @@ on a CPU (util/backends/). The default is the fastest here: cudagraph in fp16 on
 CPU with native bf16 (AMX or AVX512_BF16) openvino in bf16, else onnxruntime in fp32.
 
 A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
-as in the paper; the narrow CNN of f (models.build_variant) takes them one image per input. Throughput = images / second over the timed iterations, timed with CUDA
-events on a GPU and time.perf_counter on a CPU. Every backend's output is checked against
+as in the paper; the narrow CNN of f (--narrow, models.build_variant) takes them one image
+per input. Throughput = images / second over the timed iterations, timed with CUDA events
+on a GPU and time.perf_counter on a CPU. Every backend's output is checked against
 float32 PyTorch before it is timed.
 """
 import argparse
@@ -68,7 +69,7 @@ class Workload:
     mode: str              # util.results.MODES: Original | Folded | Narrow | EfficientNet
     model: nn.Module
     input_shape: tuple     # one (folded) input, (C, H, W)
-    batch: int             # images; the model sees batch // fold inputs
+    batch: int             # images; the model sees batch // images_per_input inputs
     flops_per_image: float
     align: int = 1
     layer: bool = False    # a single layer (models/layer_specs.py), whose input is an activation

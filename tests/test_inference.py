@@ -78,6 +78,19 @@ def test_cudagraph_backend_matches_eager(precision):
     assert len(prepared.time(5)) == 5
 
 
+def test_narrow_workload_is_the_narrow_cnn_of_f_one_image_per_input():
+    narrow = build_workload("V2", 4, batch_size=5, narrow=True)  # any batch: nothing is folded
+    assert (narrow.mode, narrow.fold, narrow.images_per_input, narrow.num_inputs) == ("Narrow", 4, 1, 5)
+    want = models.build_variant("V2", "narrow", 4)
+    assert [p.shape for p in narrow.model.parameters()] == [p.shape for p in want.parameters()]
+    assert narrow.input_shape == models.variant_input_shape("V2", "narrow", 4) == (3, 19, 25)
+    assert narrow.flops_per_image == counted_variant_flops("V2", "narrow", 4)
+    proc = run_cli("infer.py", "V2", 4, "--narrow", "--backend", "eager", "--batch-size", 5, "--num-warmup", 0,
+                   "--num-iteration", 1, "--device", "cpu")
+    assert proc.returncode == 0 and "apex-count f=4 (Narrow), eager fp32" in proc.stdout and "batch 5 (5 inputs)" in proc.stdout
+    assert_clean_error(run_cli("infer.py", "V2", 1, "--narrow", "--device", "cpu"), "--narrow", "fold f >= 2")
+
+
 def test_efficientnet_and_layers_build():
     effnet = build_workload("apex-count", 1, batch_size=4, efficientnet=True)
     assert effnet.mode == "EfficientNet" and effnet.flops_per_image == flops_per_input("apex-count", 1, True)
