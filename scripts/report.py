@@ -233,7 +233,7 @@ def draw_chart(points, path, engine):
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
         cfg = models.load_config(name)
-        ax.set(title=f"{cfg['id']} ({name})", xlabel=f"images/s ({engine})", ylabel="test top-1 (%), 95% interval")
+        ax.set(title=f"{cfg['id']} ({name})", xlabel=f"images/s, {engine}", ylabel="test top-1 (%), 95% interval")
         ax.margins(x=0.12)  # room for the labels of the outermost points
         ax.grid(alpha=0.3)
     fig.suptitle("FoldedCNNs beside the CNNs one could run instead", fontsize=10)
@@ -299,8 +299,8 @@ def chart_engine(data, results_csv, backend):
     engine = ", ".join(data["backends"]) or backend
     if settings.get("precision"):
         engine += f" {settings['precision']}"
-    device = settings.get("gpu") or (cpu_name() if settings.get("device", "cpu") == "cpu" else settings["device"])
-    return f"{engine} ({device})"
+    device = settings.get("gpu") or (cpu_name() if settings.get("device") == "cpu" else settings.get("device"))
+    return f"{engine} ({device})" if device else engine
 
 
 def intensity_table(names, batch=1024):
