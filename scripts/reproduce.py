@@ -188,8 +188,7 @@ def main(argv=None):
     gpu = torch.cuda.is_available()
     backend = backends.default_backend("cuda" if gpu else "cpu")
     timing = {key: os.environ.get(key, value) for key, value in (GPU_SWEEP if gpu else CPU_SWEEP).items()}
-    sweep_env = {"MODELS": " ".join(names), "FOLDS": " ".join(map(str, folds)), "BACKEND": backend,
-                 "EFFICIENTNET": "1", "NARROW": "1", **timing}
+    sweep_env = {"MODELS": " ".join(names), "FOLDS": " ".join(map(str, folds)), "BACKEND": backend, **timing}
     print("\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in sweep_env.items()) + " ./run_inference.sh ...")
     step("inference throughput", ["bash", "run_inference.sh", out / "results.csv"], env=sweep_env)
 
