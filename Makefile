@@ -35,7 +35,7 @@ GPU_DEVICE ?= cuda
 gpu-check: venv
 	$(PY) -m scripts.gpu_check --device $(GPU_DEVICE)
 
-# make figure7: every model at f = 1..4 and its EfficientNet baseline, batch 1024, fp16,
+# make figure7: every model at f = 1..4, the narrow CNNs of f and the EfficientNet baseline, batch 1024, fp16,
 # cudagraph (under 10 minutes on an H100, estimated before it starts), then the roofline
 # with the GPU's measured peaks, then the plot. ENGINES adds backends: "compile" (Inductor's
 # default mode), "tensorrt" (its engines and timing cache persist in engines/).

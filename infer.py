@@ -4,6 +4,7 @@ throughput sweep of the paper (section 5) behind run_inference.sh.
     python infer.py lol-gold1 4                      # V1 folded f=4, batch 1024, default backend
     python infer.py V1 1 --backend compile --json    # the original, one JSON record
     python infer.py lol-gold1 1 --efficientnet       # the EfficientNet-style baseline
+    python infer.py lol-gold1 4 --narrow             # the narrow CNN of f=4 (width x 1/sqrt(4))
     python infer.py --layer G32 4                    # appendix C's group convolution, folded
     python infer.py --list game noscope              # model names, e.g. for run_inference.sh
     python infer.py sweep results.csv --models lol-gold1 night --folds 1 2 3 4 --trials 10
@@ -14,8 +15,9 @@ on a CPU (util/backends/). The default is the fastest here: cudagraph in fp16 on
 CPU with native bf16 (AMX or AVX512_BF16) openvino in bf16, else onnxruntime in fp32.
 
 A batch of `batch_size` images becomes batch_size / f folded inputs (models.fold_inputs),
-as in the paper. Throughput = images / second over the timed iterations, timed with CUDA
-events on a GPU and time.perf_counter on a CPU. Every backend's output is checked against
+as in the paper; the narrow CNN of f (--narrow, models.build_variant) takes them one image
+per input. Throughput = images / second over the timed iterations, timed with CUDA events
+on a GPU and time.perf_counter on a CPU. Every backend's output is checked against
 float32 PyTorch before it is timed.
 """
 import argparse
@@ -45,7 +47,7 @@ from util.args import add_flag, device_string, nonnegative_int, positive_float, 
 from util.errors import UserError, cli_main
 from util.files import check_output_file, writing
 from util.gpu_estimate import TimedWork
-from util.results import RESULTS_HEADER, resume_results
+from util.results import MODE_VARIANTS, RESULTS_HEADER, resume_results
 
 # ----------------------------------------------------------------------------------------
 # The harness: what to time, checked against float32 PyTorch, and timed.
@@ -60,37 +62,47 @@ DEFAULT_ITERATIONS = {"cuda": 10000, "cpu": 10}
 
 @dataclass
 class Workload:
-    """What gets timed: `model` (float32, CPU) on `batch` images folded `fold` times."""
+    """What gets timed: `model` (float32, CPU) on `batch` images folded `fold` times (the
+    narrow CNN of f: `batch` inputs of one image)."""
     name: str
     fold: int
-    mode: str              # Original | Folded | EfficientNet
+    mode: str              # util.results.MODES: Original | Folded | Narrow | EfficientNet
     model: nn.Module
     input_shape: tuple     # one (folded) input, (C, H, W)
-    batch: int             # images; the model sees batch // fold inputs
+    batch: int             # images; the model sees batch // images_per_input inputs
     flops_per_image: float
     align: int = 1
     layer: bool = False    # a single layer (models/layer_specs.py), whose input is an activation
 
     @property
+    def images_per_input(self):
+        return 1 if self.mode == "Narrow" else self.fold
+
+    @property
     def num_inputs(self):
-        return self.batch // self.fold
+        return self.batch // self.images_per_input
 
 
-def mode_of(fold, efficientnet=False):
+def mode_of(fold, efficientnet=False, narrow=False):
+    if narrow:
+        return "Narrow"
     return "EfficientNet" if efficientnet else ("Original" if fold == 1 else "Folded")
 
 
 def build_workload(name, fold=1, batch_size=1024, align=1, efficientnet=False, layer=False, checkpoint=None,
-                   seed=0):
-    """The model (or `layer` spec) `name` folded `fold` times, to be run on `batch_size` images,
-    with weights drawn from `seed` (a TensorRT engine built for them is found again by the
-    next run) or loaded from `checkpoint`."""
+                   seed=0, narrow=False):
+    """The model (or `layer` spec) `name` folded `fold` times (with `narrow`, the narrow CNN of
+    f = `fold`), to be run on `batch_size` images, with weights drawn from `seed` (a TensorRT
+    engine built for them is found again by the next run) or loaded from `checkpoint`."""
     fold = models.folding.check_fold(fold)
-    if batch_size < 1 or batch_size % fold:
+    if batch_size < 1 or (batch_size % fold and not narrow):
         raise UserError(f"batch size {batch_size} cannot be folded with f={fold}: "
                         f"use a batch size that is a multiple of {fold}")
     if efficientnet and (fold != 1 or layer):
         raise UserError("--efficientnet is the unfolded baseline of a game model: use fold 1 and no --layer")
+    if narrow and (fold == 1 or layer or efficientnet):
+        raise UserError("--narrow times the narrow CNN of a fold f >= 2 (the original at width x 1/sqrt(f)): "
+                        "give such a fold, and no --layer or --efficientnet")
     if layer and checkpoint:
         raise UserError("--checkpoint applies to models, not to --layer benchmarks")
     with torch.random.fork_rng(devices=[]):
@@ -99,17 +111,33 @@ def build_workload(name, fold=1, batch_size=1024, align=1, efficientnet=False, l
             model, shape = build_layer(name, fold, align), layer_input_shape(name, fold, align)
         elif efficientnet:
             model, shape = models.build_compound_scaled(name), models.compound_scaled_input_shape(name)
+        elif narrow:  # models.build_variant(name, "narrow", fold), with widths rounded up to `align`
+            model = models.build_model(name, 1, channel_mult=models.narrow_mult(fold), align=align)
+            shape = models.variant_input_shape(name, "narrow", fold)
         else:
             model, shape = models.build_model(name, fold, align=align), models.input_shape(name, fold)
     if checkpoint:
         load_weights(model, checkpoint, mismatch="does not fit this model (wrong model, fold or --align?)")
-    if layer or align != 1:  # not in the FLOP table: count the conv and linear FLOPs
+    per_input = 1 if narrow else fold
+    if layer or align != 1 or narrow:  # not in the FLOP table: count the conv and linear FLOPs
         flops = model_intensity(model, shape, 1)["ops"]
     else:
         flops = flops_per_input(name, fold, efficientnet)
     label = name if layer else models.load_config(name)["name"]
-    return Workload(label, fold, mode_of(fold, efficientnet), model.eval(), tuple(shape), batch_size,
-                    flops / fold, align, layer)
+    return Workload(label, fold, mode_of(fold, efficientnet, narrow), model.eval(), tuple(shape), batch_size,
+                    flops / per_input, align, layer)
+
+
+def run_images(mode, fold, batch):
+    """The images a sweep's run of batch size `batch` times: the largest multiple of f for a
+    FoldedCNN (341 inputs = 1023 images at f = 3), all of them for a one-image model."""
+    return batch - batch % fold if mode == "Folded" else batch
+
+
+def build_run(name, mode, fold, batch, align=1):
+    """The workload of one sweep run (mode, fold) of `name` at batch size `batch` (run_images)."""
+    return build_workload(name, fold, run_images(mode, fold, batch), align, mode == "EfficientNet",
+                          narrow=mode == "Narrow")
 
 
 def random_inputs(workload, seed=0):
@@ -119,8 +147,9 @@ def random_inputs(workload, seed=0):
     if workload.layer:
         return torch.randn(workload.num_inputs, *workload.input_shape, generator=generator)
     channels, height, width = workload.input_shape
-    images = torch.randn(workload.batch, channels // workload.fold, height, width, generator=generator)
-    return models.fold_inputs(images, workload.fold)
+    per_input = workload.images_per_input
+    images = torch.randn(workload.batch, channels // per_input, height, width, generator=generator)
+    return models.fold_inputs(images, per_input)
 
 
 @contextlib.contextmanager
@@ -261,10 +290,16 @@ def benchmark(workload, backend, precision, device, channels_last=None, num_warm
 
 
 # ----------------------------------------------------------------------------------------
-# The sweep (run_inference.sh): models x batch sizes x trials x (Original, Folded f,
+# The sweep (run_inference.sh): models x batch sizes x trials x (Original, Folded f, Narrow f,
 # EfficientNet baseline of game models), one CSV row per timed run.
 SWEEP_DOC = """The throughput sweep behind run_inference.sh: one CSV row per timed run, in the
-paper's nine columns followed by the backend that ran it.
+paper's nine columns followed by the model's variant (original, folded, narrow, compound) and
+the backend that ran it.
+
+Beside each FoldedCNN of f it times the narrow CNN of f (Mode Narrow, Fold f: the original at
+width x 1/sqrt(f), one image per input, as many images as the batch size), what a user could
+run instead at about the same FLOPs per image; and the EfficientNet-style compound-scaled CNN
+of game models (Mode EfficientNet, variant compound). --no-narrow and --no-efficientnet skip them.
 
 Rows go to stdout and are appended to the CSV as they are measured (one flushed write per
 row). Rows already in the CSV are kept and their runs skipped, so an interrupted sweep
@@ -289,22 +324,29 @@ def run_key(model, trial, batch, mode, fold):
     return (model, int(trial), int(batch), mode, int(fold))
 
 
-def configurations(name, folds, efficientnet):
+def configurations(name, folds, efficientnet, narrow=True):
     """(mode, fold) of every run of a model, the Original first."""
-    runs = [("Original", 1)] + [("Folded", f) for f in sorted(set(folds)) if f != 1]
+    folded = [f for f in sorted(set(folds)) if f != 1]
+    runs = [("Original", 1)] + [("Folded", f) for f in folded]
+    if narrow:
+        runs += [("Narrow", f) for f in folded]
     if efficientnet and models.has_compound_scaled(name):
         runs.append(("EfficientNet", 1))
     return runs
 
 
-def sweep_work(names, folds, batch, trials, backend, num_warmup, num_iteration, efficientnet=True):
-    """The util.gpu_estimate.TimedWork of a sweep, one per run configuration, from the FLOP table."""
-    work = []
-    for name in names:
-        for mode, fold in configurations(name, folds, efficientnet):
-            flops = flops_per_input(name, fold, mode == "EfficientNet") * ((batch - batch % fold) // fold)
-            work.append(TimedWork(backend, flops, trials, num_warmup, num_iteration))
-    return work
+def run_flops(name, mode, fold, batch):
+    """FLOPs of one call of a sweep run: the FLOP table's, or counted for a narrow CNN."""
+    if mode == "Narrow":
+        model = models.build_variant(name, "narrow", fold)
+        return model_intensity(model, models.variant_input_shape(name, "narrow", fold), 1)["ops"] * batch
+    return flops_per_input(name, fold, mode == "EfficientNet") * (run_images(mode, fold, batch) // fold)
+
+
+def sweep_work(names, folds, batch, trials, backend, num_warmup, num_iteration, efficientnet=True, narrow=True):
+    """The util.gpu_estimate.TimedWork of a sweep, one per run configuration."""
+    return [TimedWork(backend, run_flops(name, mode, fold, batch), trials, num_warmup, num_iteration)
+            for name in names for mode, fold in configurations(name, folds, efficientnet, narrow)]
 
 
 def format_row(values):
@@ -314,7 +356,7 @@ def format_row(values):
 
 
 def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, efficientnet=True,
-          num_warmup=None, num_iteration=None, channels_last=None, align=1):
+          num_warmup=None, num_iteration=None, channels_last=None, align=1, narrow=True):
     """Measure every missing run, appending rows to `out` and printing them; returns all rows."""
     names = [models.load_config(n)["name"] for n in names]
     bad = [(b, f) for b in batch_sizes for f in folds if f < 1 or b < f]
@@ -336,10 +378,10 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
     with sink:
         for name, batch in tqdm(groups, desc="sweep", unit="model", disable=None):
             todo = {}
-            for mode, fold in configurations(name, folds, efficientnet):
+            for mode, fold in configurations(name, folds, efficientnet, narrow):
                 missing = [t for t in range(trials) if run_key(name, t, batch, mode, fold) not in done]
                 if missing:
-                    workload = build_workload(name, fold, batch - batch % fold, align, mode == "EfficientNet")
+                    workload = build_run(name, mode, fold, batch, align)
                     todo[(mode, fold)] = (Prepared(workload, backend, precision, device, channels_last), missing)
             for trial in range(trials):
                 for (mode, fold), (prepared, missing) in todo.items():
@@ -353,7 +395,7 @@ def sweep(out, names, folds, batch_sizes, trials, backend, precision, device, ef
                     tput_norm = throughput / float(original["Throughput"]) if original else 1.0
                     flop_norm = flops / float(original["FLOPs/sec"]) if original else 1.0
                     values = [name, trial, batch, mode, fold, f"{throughput:.6g}", f"{flops:.6g}",
-                              f"{tput_norm:.4f}", f"{flop_norm:.4f}", backend]
+                              f"{tput_norm:.4f}", f"{flop_norm:.4f}", MODE_VARIANTS[mode], backend]
                     line = format_row(values)
                     with writing(f"the results CSV {out}"):  # a full disk: the torn line is dropped on resume
                         sink.write(line.encode())
@@ -411,6 +453,9 @@ def parse_args(argv=None):
     parser.add_argument("--layer", action="store_true", help="NAME is a single layer of models/layer_specs.py")
     parser.add_argument("--efficientnet", action="store_true",
                         help="time the compound-scaled baseline of a game model (fold must be 1)")
+    parser.add_argument("--narrow", action="store_true",
+                        help="time the narrow CNN of f = FOLD instead: the original at width x 1/sqrt(f), "
+                             "one image per input")
     parser.add_argument("--checkpoint", help="weights from training: a .pth with a 'model' state_dict, "
                         "or a bare state_dict (default: random weights drawn from --seed)")
     add_flag(parser, "batch_size", type=positive_int, default=1024,
@@ -440,7 +485,7 @@ def main(argv=None):
     precision = args.precision or backends.default_precision(device, backend)
     backends.check_device(backend, device)
     workload = build_workload(args.name, args.fold, args.batch_size, args.align, args.efficientnet,
-                              args.layer, args.checkpoint, args.seed)
+                              args.layer, args.checkpoint, args.seed, args.narrow)
     record = benchmark(workload, backend, precision, device, args.channels_last or None,
                        args.num_warmup, args.num_iteration, args.seconds, args.seed)
     if args.json:
@@ -468,6 +513,8 @@ def sweep_main(argv=None):
     parser.add_argument("--trials", type=positive_int, default=10)
     add_flag(parser, "no_efficientnet", action="store_true",
                         help="skip the EfficientNet baselines")
+    add_flag(parser, "no_narrow", action="store_true",
+                        help="skip the narrow CNNs of each f")
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_threads(args.threads)
@@ -475,7 +522,7 @@ def sweep_main(argv=None):
     sweep(args.out, args.models, args.folds, args.batch_sizes, args.trials,
           args.backend or backends.default_backend(device),
           args.precision or backends.default_precision(device, args.backend), device, not args.no_efficientnet, args.num_warmup, args.num_iteration,
-          args.channels_last or None, args.align)
+          args.channels_last or None, args.align, not args.no_narrow)
 
 
 if __name__ == "__main__":

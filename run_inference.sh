@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Inference throughput sweep of the paper (section 5): for every model, batch size and trial,
-# the Original CNN, its FoldedCNNs and (game models) the EfficientNet-style baseline.
+# the Original CNN, its FoldedCNNs, the narrow CNN of each f (the original at width x 1/sqrt(f))
+# and (game models) the EfficientNet-style baseline.
 #
 #   ./run_inference.sh results.csv 2> stderr.txt
 #   MODELS="lol-gold1 night" TRIALS=3 NUM_ITERATION=100 ./run_inference.sh results.csv
 #
-# Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend` and one
+# Prints `Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Variant,Backend` and one
 # row per run, and appends the rows to OUTFILE. Rows already in OUTFILE are kept and their
 # runs skipped, so rerunning an interrupted sweep finishes it. OUTFILE.settings.json keeps the
 # settings that make its rows comparable (backend, precision, device, align, channels-last, GPU,
@@ -31,6 +32,7 @@ FOLDS="${FOLDS:-1 2 3 4}"          # f=1 is the Original, always measured (the n
 BATCH_SIZES="${BATCH_SIZES:-1024}"
 TRIALS="${TRIALS:-10}"
 EFFICIENTNET="${EFFICIENTNET:-1}"  # 1: also the compound-scaled baseline of game models
+NARROW="${NARROW:-1}"              # 1: also the narrow CNN of each f > 1 (Mode Narrow)
 BACKEND="${BACKEND:-}"             # tensorrt | cudagraph | onnxruntime | openvino | compile | eager
                                    # (empty: the fastest here: cudagraph on a GPU; on a CPU openvino
                                    # where it has native bf16 (AMX, AVX512_BF16), else onnxruntime)
@@ -49,4 +51,5 @@ exec "$PYTHON" infer.py sweep "$OUTFILE" --models $MODELS --folds $FOLDS --batch
   ${BACKEND:+--backend "$BACKEND"} ${PRECISION:+--precision "$PRECISION"} ${DEVICE:+--device "$DEVICE"} \
   ${NUM_WARMUP:+--num-warmup "$NUM_WARMUP"} ${NUM_ITERATION:+--num-iteration "$NUM_ITERATION"} \
   ${THREADS:+--threads "$THREADS"} \
-  $([ "$EFFICIENTNET" = 1 ] || echo --no-efficientnet) $([ "$CHANNELS_LAST" = 1 ] && echo --channels-last)
+  $([ "$EFFICIENTNET" = 1 ] || echo --no-efficientnet) $([ "$NARROW" = 1 ] || echo --no-narrow) \
+  $([ "$CHANNELS_LAST" = 1 ] && echo --channels-last)

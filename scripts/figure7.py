@@ -1,6 +1,7 @@
 """The paper's figure 7 measured on a GPU, for its owner's short slot (`make figure7`):
-throughput of every model at f = 1..4 and its EfficientNet baseline, batch 1024, fp16, on
-the cudagraph backend, as the sweep of run_inference.sh.
+throughput of every model at f = 1..4, the narrow CNN of each f > 1 (the original at width
+x 1/sqrt(f)) and its EfficientNet baseline, batch 1024, fp16, on the cudagraph backend, as
+the sweep of run_inference.sh.
 
     make figure7                          # this, then the roofline and the plot
     make figure7 ENGINES="compile tensorrt" GPU_DEVICE=cuda:1

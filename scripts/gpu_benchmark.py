@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 import models
-from infer import BYTES_PER_ELEMENT, Prepared, build_workload, ieee_fp32, images_per_second, sweep
+from infer import BYTES_PER_ELEMENT, Prepared, build_run, build_workload, ieee_fp32, images_per_second, sweep
 from util import backends
 from util.args import add_flag, device_string, nonnegative_int, positive_int
 from util.arith_intensity import model_intensity
@@ -48,7 +48,7 @@ def measure_peaks(device, precision, copy_mib=1024, matmul_n=8192):
 
 def per_image_cost(name, mode, fold, batch, precision, align=1):
     """(FLOPs, bytes of eq. 3 traffic) per image of a model run on `batch` images."""
-    workload = build_workload(name, fold, batch - batch % fold, align, mode == "EfficientNet")
+    workload = build_run(name, mode, fold, batch, align)
     traffic = model_intensity(workload.model, workload.input_shape, workload.num_inputs,
                               BYTES_PER_ELEMENT[precision])["bytes"]
     return workload.flops_per_image, traffic / workload.batch

@@ -2,12 +2,13 @@
 
     python -m scripts.plot_results results.csv [--outdir results]
 
-figure7.png: for each model (x axis) one bar per FoldedCNN f and the EfficientNet baseline:
+figure7.png: for each model (x axis) one bar per FoldedCNN f, per narrow CNN of f (the
+original at width x 1/sqrt(f); Mode Narrow) and the EfficientNet baseline:
 throughput, FLOPs/sec and arithmetic intensity relative to the original CNN (median over
 trials at the largest batch size in the CSV, whiskers min to max). Arithmetic intensity is
 computed (util.arith_intensity, B = 2 bytes) for the batch size measured.
 figure8.png (when the CSV holds several batch sizes): speedup over the original against
-batch size, one panel per model and one line per f.
+batch size, one panel per model and one line per series.
 """
 import argparse
 import statistics
@@ -23,17 +24,19 @@ from util.results import read_results
 
 plt.switch_backend("Agg")  # files only, no display needed
 
-COLORS = {"Folded 2": "#9ecae1", "Folded 3": "#4292c6", "Folded 4": "#08519c", "EfficientNet": "#e6550d"}
+COLORS = {"Folded 2": "#9ecae1", "Folded 3": "#4292c6", "Folded 4": "#08519c",
+          "Narrow 2": "#a1d99b", "Narrow 3": "#41ab5d", "Narrow 4": "#006d2c", "EfficientNet": "#e6550d"}
 
 
 def load_norms(path):
-    """{(model, batch, series): {"tput": [...], "flops": [...]}}, series "Folded f" or "EfficientNet"."""
+    """{(model, batch, series): {"tput": [...], "flops": [...]}}, series "Folded f", "Narrow f"
+    or "EfficientNet"."""
     rows = read_results(path)
     results = defaultdict(lambda: {"tput": [], "flops": []})
     for r in rows:
         if r["Mode"] == "Original":
             continue
-        series = "EfficientNet" if r["Mode"] == "EfficientNet" else f"Folded {r['Fold']}"
+        series = "EfficientNet" if r["Mode"] == "EfficientNet" else f"{r['Mode']} {r['Fold']}"
         key = (models.load_config(r["Model"])["name"], int(r["Batch Size"]), series)
         results[key]["tput"].append(float(r["TputNorm"]))
         results[key]["flops"].append(float(r["FLOPNorm"]))
@@ -42,15 +45,23 @@ def load_norms(path):
     return results
 
 
+def series_label(series):
+    """A legend entry: "f = 2", "narrow f = 2" or "EfficientNet"."""
+    return series.replace("Folded ", "f = ").replace("Narrow ", "narrow f = ")
+
+
 def intensity_ratio(name, series, batch):
-    """Arithmetic intensity of the FoldedCNN (or EfficientNet baseline) over the original's."""
+    """Arithmetic intensity of the FoldedCNN (or narrow CNN, or EfficientNet baseline) over the original's."""
     def intensity(model, shape, inputs):
         return model_intensity(model, shape, inputs)["intensity"]
 
     original = intensity(models.build_model(name), models.input_shape(name), batch)
     if series == "EfficientNet":
         return intensity(models.build_compound_scaled(name), models.compound_scaled_input_shape(name), batch) / original
-    fold = int(series.split()[1])
+    mode, fold = series.split()[0], int(series.split()[1])
+    if mode == "Narrow":
+        return intensity(models.build_variant(name, "narrow", fold), models.variant_input_shape(name, "narrow", fold),
+                         batch) / original
     return intensity(models.build_model(name, fold), models.input_shape(name, fold), batch // fold) / original
 
 
@@ -79,13 +90,13 @@ def figure7(results, out):
                 ys.append(mid)
                 lo.append(mid - min(values))
                 hi.append(max(values) - mid)
-            ax.bar(xs, ys, width, color=COLORS[s], label=s.replace("Folded ", "f = "),
+            ax.bar(xs, ys, width, color=COLORS[s], label=series_label(s),
                    yerr=[lo, hi] if metric != "ai" else None, capsize=2, error_kw={"linewidth": 0.8})
         ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         ax.set_ylabel(f"{title}\nrelative to original")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=9, frameon=False)
-    fig.suptitle(f"FoldedCNNs relative to the original CNN (batch {batch}; "
+    axes[0].legend(ncol=min(len(series), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=9, frameon=False)
+    fig.suptitle(f"FoldedCNNs and baselines relative to the original CNN (batch {batch}; "
                  f"median over trials, whiskers min-max)", fontsize=10)
     axes[-1].set_xticks(range(len(names)), [label(n) for n in names], fontsize=9)
     fig.tight_layout()
@@ -104,7 +115,7 @@ def figure8(results, out):
             points = [(b, statistics.median(results[(name, b, s)]["tput"]))
                       for b in batches if (name, b, s) in results]
             if points:
-                ax.plot(*zip(*points), marker="o", color=COLORS[s], label=s.replace("Folded ", "f = "))
+                ax.plot(*zip(*points), marker="o", color=COLORS[s], label=series_label(s))
         ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(batches, [str(b) for b in batches], fontsize=8)

@@ -1,6 +1,6 @@
 """Test top-1 of the trained models in the inference precision beside float32, so that half
-precision (bf16 on a CPU, fp16 on a GPU) costs no accuracy unseen: every job of a train.py
-sweep, its best.pth evaluated on its whole test split through the inference engine, and
+precision (bf16 on a CPU, fp16 on a GPU) costs no accuracy unseen: every original and folded
+job of a train.py sweep (not its narrow and compound baselines), its best.pth evaluated on its whole test split through the inference engine, and
 through float32 eager PyTorch on the same images in the same folded groups.
 
     python -m scripts.precision_accuracy runs/quick --out results/precision_accuracy.csv
@@ -83,7 +83,9 @@ def main(argv=None):
     backends.check_device(engine[0], device)
     out = check_output_file(args.out, "precision accuracy CSV")
     summary = read_summary(f"{args.savedir}/summary.csv")
-    jobs = [(models.load_config(r["dataset"])["name"], int(r["fold"])) for r in summary]
+    # the paper's models (original and folded); the baselines of summary.csv are not re-evaluated
+    jobs = [(models.load_config(r["dataset"])["name"], int(r["fold"])) for r in summary
+            if r["variant"] in ("original", "folded")]
     rows = [job_row(args.savedir, name, fold, engine, device, args.data_root) for name, fold in jobs]
     text = io.StringIO()
     writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")

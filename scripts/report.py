@@ -4,10 +4,15 @@
         --out results/REPORT.md [--backend eager] [--scale 0.05] [--profile quick]
 
 Tables: accuracy in the layout of appendix table 3 (original accuracy; for each f the folded
-accuracy with its change in parentheses and the speedup), throughput, arithmetic intensity,
-the appendix G trade-off, the machine and versions, and the commands to rerun at paper scale.
+accuracy with its change in parentheses and the speedup; then the baselines a user could run
+instead: the narrow CNN of each f and the compound-scaled CNN), each folded model's share of
+weight across images, the accuracy-throughput chart (accuracy_throughput.png and its points in
+accuracy_throughput.csv, beside the report), throughput, arithmetic intensity, the appendix G
+trade-off, the machine and versions, and the commands to rerun at paper scale.
 """
 import argparse
+import csv
+import io
 import json
 import os
 import platform
@@ -16,6 +21,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 import models
@@ -27,8 +33,10 @@ from util.args import add_flag
 from util.backends import default_backend, default_precision
 from util.device import cpu_isa, cpu_name, native_bf16
 from util.errors import cli_main
-from util.files import atomic_write_text, check_output_file
-from util.results import read_csv, read_results, read_summary, settings_path, wilson_interval
+from util.files import atomic_savefig, atomic_write_text, check_output_file
+from util.results import MODE_VARIANTS, read_csv, read_results, read_summary, settings_path, wilson_interval
+
+plt.switch_backend("Agg")  # files only
 
 PRECISION_COLUMNS = ["dataset", "fold", "test_images", "backend", "precision", "isa", "fp32_top1", "top1", "change"]
 ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flops_per_s", "flop_fraction",
@@ -36,15 +44,21 @@ ROOFLINE_COLUMNS = ["backend", "model", "fold", "images_per_s", "speedup", "flop
 
 
 def load_report_data(summary_csv, results_csv):
-    """{"accuracy": {(name, f): test top-1 %}, "throughput": {(name, mode, f): [img/s per trial]},
-    "speedup": {(name, mode, f): [TputNorm per trial]}} at the largest batch size measured."""
+    """{"accuracy": {(name, f): test top-1 %} of the original and folded models, "variants":
+    {(name, variant, f): test top-1 %} of every model, "throughput": {(name, mode, f): [img/s
+    per trial]}, "speedup": {(name, mode, f): [TputNorm per trial]}, ...} at the largest batch
+    size measured; test_images and cross_image_share keyed like variants where known."""
     summary = read_summary(summary_csv)
     results = read_results(results_csv)
-    # summary.csv holds fractions; the report speaks in percent, as the paper does
-    accuracy = {(models.load_config(r["dataset"])["name"], int(r["fold"])): 100 * float(r["test_top1"])
-                for r in summary}
-    test_images = {(models.load_config(r["dataset"])["name"], int(r["fold"])): int(r["test_images"])
-                   for r in summary if r.get("test_images")}
+    variants, test_images, shares = {}, {}, {}
+    for r in summary:
+        key = (models.load_config(r["dataset"])["name"], r["variant"], int(r["fold"]))
+        variants[key] = 100 * float(r["test_top1"])  # summary.csv holds fractions; the report speaks in percent
+        if r.get("test_images"):
+            test_images[key] = int(r["test_images"])
+        if r.get("cross_image_share"):
+            shares[key] = float(r["cross_image_share"])
+    paper = {(n, f): (n, v, f) for n, v, f in variants if v in ("original", "folded")}
     batch = max(int(r["Batch Size"]) for r in results)
     throughput, speedup = defaultdict(list), defaultdict(list)
     backends = sorted({r["Backend"] for r in results if r.get("Backend")})
@@ -54,8 +68,10 @@ def load_report_data(summary_csv, results_csv):
         key = (models.load_config(r["Model"])["name"], r["Mode"], int(r["Fold"]))
         throughput[key].append(float(r["Throughput"]))
         speedup[key].append(float(r["TputNorm"]))
-    return {"accuracy": accuracy, "test_images": test_images, "throughput": dict(throughput),
-            "speedup": dict(speedup), "batch": batch, "backends": backends}
+    return {"accuracy": {k: variants[v] for k, v in paper.items()},
+            "test_images": {k: test_images[v] for k, v in paper.items() if v in test_images},
+            "variants": variants, "variant_images": test_images, "cross_image_share": shares,
+            "throughput": dict(throughput), "speedup": dict(speedup), "batch": batch, "backends": backends}
 
 
 def median_speedup(data, name, fold, mode="Folded"):
@@ -66,9 +82,12 @@ def median_speedup(data, name, fold, mode="Folded"):
 def accuracy_table(data):
     names = models.ordered_names(n for n, _ in data["accuracy"])
     folds = sorted({f for _, f in data["accuracy"] if f > 1})
+    baselines = sorted({(v, f) for _, v, f in data["variants"] if v in models.BASELINES},
+                       key=lambda vf: (models.BASELINES.index(vf[0]), vf[1]))
     head = ["Model", "Resolution", "Classes", "Test images", "Original accuracy"]
     for f in folds:
         head += [f"Folded (f={f}) accuracy", "Speedup"]
+    head += [f"Narrow (f={f}) accuracy" if v == "narrow" else "Compound accuracy" for v, f in baselines]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         cfg = models.load_config(name)
@@ -89,15 +108,27 @@ def accuracy_table(data):
                 cells.append(f"{acc:.2f} ({acc - base:+.2f})")
             s = median_speedup(data, name, f)
             cells.append("-" if s is None else f"{s:.2f}")
+        cells += [baseline_cell(data, (name, v, f)) for v, f in baselines]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
+def baseline_cell(data, key):
+    """A baseline's test top-1 (%) with half its 95% interval and the images it was measured on."""
+    acc, n = data["variants"].get(key), data["variant_images"].get(key)
+    if acc is None:
+        return "-"
+    if not n:
+        return f"{acc:.2f}"
+    low, high = wilson_interval(acc / 100, n)
+    return f"{acc:.2f} ±{50 * (high - low):.1f} (n={n})"
+
+
 def throughput_table(data):
     names = models.ordered_names(n for n, _, _ in data["throughput"])
-    cols = [("Original", 1)] + [("Folded", f) for f in FOLDS[1:]] + [("EfficientNet", 1)]
+    cols = [("Original", 1)] + [(mode, f) for mode in ("Folded", "Narrow") for f in FOLDS[1:]] + [("EfficientNet", 1)]
     cols = [c for c in cols if any((n, *c) in data["throughput"] for n in names)]
-    head = ["Model"] + [mode if mode != "Folded" else f"f={f}" for mode, f in cols]
+    head = ["Model"] + [{"Folded": f"f={f}", "Narrow": f"narrow f={f}"}.get(mode, mode) for mode, f in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         cells = [f"{models.load_config(name)['id']} ({name})"]
@@ -112,6 +143,164 @@ def throughput_table(data):
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+# ----------------------------------------------------------------------------------------
+# Is folding worth it? Each folded model beside the CNNs a user could run instead.
+
+CHART_COLUMNS = ["dataset", "variant", "fold", "images_per_s", "test_top1", "top1_low", "top1_high", "test_images"]
+VARIANT_MODES = {variant: mode for mode, variant in MODE_VARIANTS.items()}
+VARIANT_STYLE = {"original": ("black", "s"), "folded": ("#2171b5", "o"), "narrow": ("#238b45", "^"),
+                 "compound": ("#e6550d", "D")}
+
+
+def share_sentence(name, fold, share):
+    """What a folded model's cross_image_share (models.folding.cross_image_share) means."""
+    even = 1 - 1 / fold
+    head = (f"{100 * share:.2g}% of {models.load_config(name)['id']} f={fold}'s weight norm² connects different "
+            f"images, against {100 * even:.0f}% for weights spread evenly over the images' blocks: ")
+    if share == 0:
+        return head + f"every weight across images is zero, so the model is {fold} independent narrow networks."
+    if share < even / 10:
+        return head + f"the dense model settled next to {fold} independent narrow networks."
+    return head + f"its images' channels mix, so it computes one network over the {fold} images."
+
+
+def cross_image_lines(data):
+    """One computed sentence per folded model on its share of weight across images."""
+    shares = sorted(((n, f), s) for (n, v, f), s in data["cross_image_share"].items() if v == "folded")
+    if not shares:
+        return []
+    return ["## Weight across images", "",
+            "Share of each folded model's conv and linear weight norm² that connects different images' channel "
+            "groups: 0 for f independent narrow networks in one model, about 1 - 1/f for weights that ignore the "
+            "layout.", "", *[f"- {share_sentence(n, f, s)}" for (n, f), s in
+                             sorted(shares, key=lambda kv: (models.name_rank(kv[0][0]), kv[0][1]))], ""]
+
+
+def chart_points(data):
+    """The accuracy-throughput chart's points: every model of summary.csv whose run results.csv
+    measured at the report's batch size, with its median images/s and its test top-1's 95%
+    Wilson interval (empty where summary.csv has no test image count)."""
+    points = []
+    for key in sorted(data["variants"], key=lambda k: (models.name_rank(k[0]), models.VARIANTS.index(k[1]), k[2])):
+        name, variant, fold = key
+        tput = data["throughput"].get((name, VARIANT_MODES[variant], fold))
+        if not tput:
+            continue
+        top1, n = data["variants"][key] / 100, data["variant_images"].get(key)
+        low, high = wilson_interval(top1, n) if n else (None, None)
+        points.append({"dataset": name, "variant": variant, "fold": fold, "images_per_s": statistics.median(tput),
+                       "test_top1": top1, "top1_low": low, "top1_high": high, "test_images": n})
+    return points
+
+
+def point_label(point):
+    return {"original": "original", "folded": f"f={point['fold']}", "narrow": f"narrow f={point['fold']}",
+            "compound": "compound"}[point["variant"]]
+
+
+def write_chart_csv(points, path):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, CHART_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for p in points:
+        writer.writerow({**p, "images_per_s": f"{p['images_per_s']:.6g}",
+                         **{k: "" if p[k] is None else f"{p[k]:.4f}" for k in ("test_top1", "top1_low", "top1_high")},
+                         "test_images": p["test_images"] or ""})
+    return atomic_write_text(path, text.getvalue())
+
+
+def draw_chart(points, path, engine):
+    """One panel per dataset: test top-1 (95% interval) against images/s, the folded and the
+    narrow models joined from the original in order of f."""
+    names = models.ordered_names(p["dataset"] for p in points)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [p for p in points if p["dataset"] == name]
+        for variant in ("folded", "narrow"):
+            line = sorted((p for p in mine if p["variant"] in ("original", variant)), key=lambda p: p["fold"])
+            if len(line) > 1:
+                ax.plot([p["images_per_s"] for p in line], [100 * p["test_top1"] for p in line],
+                        color=VARIANT_STYLE[variant][0], lw=0.8, alpha=0.6)
+        for p in mine:
+            color, marker = VARIANT_STYLE[p["variant"]]
+            y = 100 * p["test_top1"]
+            err = None if p["top1_low"] is None else [[y - 100 * p["top1_low"]], [100 * p["top1_high"] - y]]
+            ax.errorbar(p["images_per_s"], y, yerr=err, fmt=marker, color=color, capsize=3, label=p["variant"])
+            ax.annotate(point_label(p), (p["images_per_s"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+        cfg = models.load_config(name)
+        ax.set(title=f"{cfg['id']} ({name})", xlabel=f"images/s, {engine}", ylabel="test top-1 (%), 95% interval")
+        ax.margins(x=0.12)  # room for the labels of the outermost points
+        ax.grid(alpha=0.3)
+    fig.suptitle("FoldedCNNs beside the CNNs one could run instead", fontsize=10)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def verdict_clause(folded, narrow):
+    """Folded f against narrow f: which is more accurate, whether the intervals overlap, and
+    whether the narrow CNN reaches the folded model's throughput."""
+    a_folded, a_narrow = 100 * folded["test_top1"], 100 * narrow["test_top1"]
+    who = ("the narrow CNN is more accurate" if a_narrow > a_folded else
+           "the FoldedCNN is more accurate" if a_narrow < a_folded else "the two are equally accurate")
+    if folded["top1_low"] is None or narrow["top1_low"] is None:
+        noise = "no test image count to give intervals"
+    elif narrow["top1_low"] <= folded["top1_high"] and folded["top1_low"] <= narrow["top1_high"]:
+        noise = "their 95% intervals overlap, so the difference is within the test set's noise"
+    else:
+        noise = "their 95% intervals do not overlap"
+    ratio = narrow["images_per_s"] / folded["images_per_s"]
+    speed = (f"and the narrow CNN reaches the FoldedCNN's throughput ({ratio:.2f}x its images/s)" if ratio >= 1 else
+             f"but the narrow CNN runs only {ratio:.2f}x the FoldedCNN's images/s, short of its throughput")
+    return f"{who} ({a_narrow:.2f}% narrow, {a_folded:.2f}% folded; {noise}), {speed}"
+
+
+def verdict_sentence(name, points):
+    """One sentence per model: at each f, folded against narrow (verdict_clause); None where
+    no f has both."""
+    by = {(p["variant"], p["fold"]): p for p in points if p["dataset"] == name}
+    clauses = [f"at f={f} {verdict_clause(by[('folded', f)], by[('narrow', f)])}"
+               for v, f in sorted(by) if v == "folded" and ("narrow", f) in by]
+    if not clauses:
+        return None
+    return f"{models.load_config(name)['id']} ({name}): " + "; ".join(clauses) + "."
+
+
+def chart_lines(data, out, engine):
+    """The accuracy-throughput section; writes accuracy_throughput.png and .csv beside `out`."""
+    points = chart_points(data)
+    if not points:
+        return []
+    folder = Path(out).parent
+    write_chart_csv(points, folder / "accuracy_throughput.csv")
+    draw_chart(points, folder / "accuracy_throughput.png", engine)
+    sentences = [v for v in (verdict_sentence(n, points) for n in models.ordered_names(p["dataset"] for p in points))
+                 if v]
+    return ["## Accuracy against throughput", "",
+            f"Test top-1 (%, 95% Wilson interval on the test images) against the median images/s on {engine} at "
+            f"batch {data['batch']}: the original, each FoldedCNN of f, the narrow CNN of f (the original at width "
+            "x 1/sqrt(f), one image per input) and the compound-scaled CNN. Points: accuracy_throughput.csv.", "",
+            "![accuracy_throughput](accuracy_throughput.png)", "", *[f"- {s}" for s in sentences], ""]
+
+
+def chart_engine(data, results_csv, backend):
+    """The engine and machine of the sweep, for the chart's axis: backend, precision, device."""
+    try:
+        settings = json.loads(settings_path(results_csv).read_text())
+    except (OSError, ValueError):
+        settings = {}
+    settings = settings if isinstance(settings, dict) else {}
+    engine = ", ".join(data["backends"]) or backend
+    if settings.get("precision"):
+        engine += f" {settings['precision']}"
+    device = settings.get("gpu") or (cpu_name() if settings.get("device") == "cpu" else settings.get("device"))
+    return f"{engine} ({device})" if device else engine
 
 
 def intensity_table(names, batch=1024):
@@ -335,6 +524,7 @@ def rerun_commands(names, folds):
 def build_report(summary_csv, results_csv, out, backend, scale=None, profile=None, plots=(), roofline=None,
                  occam=None, sparsity=None, precision_accuracy=None):
     data = load_report_data(summary_csv, results_csv)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # the chart's files go beside the report
     names = [n for n, _ in data["accuracy"]] + [n for n, _, _ in data["throughput"]]
     folds = sorted({f for _, f in data["accuracy"]})
     setting = ", ".join(x for x in [f"data scale {scale}" if scale else "", f"profile {profile}" if profile else ""] if x)
@@ -344,7 +534,10 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
              + (f" ({setting})." if setting else "."), "",
              "## Accuracy (layout of appendix table 3)", "", *accuracy_table(data), "",
              "± is half the 95% interval of the original's accuracy on that many test images; the folded "
-             "accuracies carry about the same.", "",
+             "accuracies carry about the same. Narrow (f): the original at width x 1/sqrt(f), one image per input; "
+             "compound: the EfficientNet-style compound-scaled CNN; each with ± half its 95% interval on its n "
+             "test images.", "",
+             *cross_image_lines(data), *chart_lines(data, out, chart_engine(data, results_csv, backend)),
              *([*precision_accuracy_lines(precision_accuracy), ""] if precision_accuracy else []),
              f"## Inference throughput (images/s, median over trials; batch {data['batch']}; "
              f"backend {', '.join(data['backends']) or backend}{sweep_precision(results_csv)})", "",
@@ -359,6 +552,7 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
     if roofline and Path(roofline).is_file():
         lines += [*roofline_lines(roofline), ""]
         plots = [p for p in plots if Path(p).name != "roofline.png"]
+    plots = [p for p in plots if Path(p).name != "accuracy_throughput.png"]  # drawn into its own section
     if occam and Path(occam).is_file():
         lines += occam_lines(occam)
         if any(Path(p).name == "occam.png" for p in plots):
@@ -372,9 +566,7 @@ def build_report(summary_csv, results_csv, out, backend, scale=None, profile=Non
               "## Rerun at paper scale", "",
               "On a GPU, with the full data (or the real tarball via `--data-root`) and the paper's recipe:", "",
               *rerun_commands(names, folds), ""]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(out, "\n".join(lines))
+    return atomic_write_text(Path(out), "\n".join(lines))
 
 
 @cli_main

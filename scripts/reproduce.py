@@ -5,13 +5,17 @@
 
 1. makes the data that is missing (game tasks with datasets.game_synth, NoScope tasks with
    datasets.noscope_synth; real data under --data-root is used as it is),
-2. trains the original and folded models (train.py, the chosen profile, --jobs at once),
-3. measures inference throughput on the fastest backend here (run_inference.sh),
+2. trains the original and folded models and the baselines a user could run instead, the
+   narrow CNN of each f and the compound-scaled CNN of game models (train.py --baselines
+   narrow compound, the chosen profile, --jobs at once),
+3. measures inference throughput on the fastest backend here, of the baselines too
+   (run_inference.sh),
 4. measures the roofline: the machine's peaks and every backend's place under them
    (scripts.roofline; ROOFLINE_BACKENDS="eager onnxruntime" in the environment picks backends),
 5. OCCAM's partitioning and the ReLU sparsity of the trained models (scripts.occam,
    scripts.relu_sparsity),
-6. plots the results and writes OUT/REPORT.md (scripts.plot_results, scripts.report).
+6. plots the results and writes OUT/REPORT.md with its accuracy-throughput chart
+   (scripts.plot_results, scripts.report).
 Each step is the same command a user would type, printed before it runs. Every step reuses
 finished work, so rerunning after an interruption continues where it stopped.
 """
@@ -174,7 +178,8 @@ def main(argv=None):
 
     runs = out / "runs"
     step("train", [sys.executable, "train.py", runs, "--datasets", *names, "--folds", *folds,
-                   "--profile", args.profile, "--data-root", args.data_root, "--jobs", args.jobs])
+                   "--profile", args.profile, "--data-root", args.data_root, "--jobs", args.jobs,
+                   "--baselines", *models.BASELINES])
     shutil.copyfile(runs / "summary.csv", out / "summary.csv")
     plot_learning_curves(runs, names[0], folds, args.data_root, out / "learning_curves.png")
     if STUDY_CURVES.is_file():  # the paper's recipe beside the quick one, from docs/recipe.md

@@ -39,11 +39,22 @@ def counted_flops(name, fold=1, align=1):
     """FLOPs of one (folded) input of the registry's model, counted by PyTorch's own
     FlopCounterMode (2 x MACs of convs and matmuls): independent of models/flops.py's thop."""
     import models
+
+    return _counted(models.build_model(name, fold, align=align), models.input_shape(name, fold))
+
+
+def counted_variant_flops(name, variant, fold):
+    """counted_flops of one input of models.build_variant(name, variant, fold)."""
+    import models
+
+    return _counted(models.build_variant(name, variant, fold), models.variant_input_shape(name, variant, fold))
+
+
+def _counted(model, shape):
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = models.build_model(name, fold, align=align).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *models.input_shape(name, fold)))
+        model.eval()(torch.zeros(1, *shape))
     return counter.get_total_flops()
 
 

@@ -53,7 +53,7 @@ def test_compile_sweep_outlasts_dynamos_recompile_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(torch_compile, "MODE", "default")  # seconds per model, not max-autotune's ~10 s
     with torch._dynamo.config.patch(**{RECOMPILE_LIMIT: 1}):
         rows = sweep(tmp_path / "compile.csv", ["V2"], [1, 2], [4], 2, "compile", "fp32", "cpu",
-                     efficientnet=False, num_warmup=0, num_iteration=1)
+                     efficientnet=False, num_warmup=0, num_iteration=1, narrow=False)
     assert sorted((r["Mode"], r["Trial"]) for r in rows) == [
         ("Folded", "0"), ("Folded", "1"), ("Original", "0"), ("Original", "1")]
 

@@ -17,7 +17,7 @@ from models.flops import flops_per_input
 from models.layer_specs import LAYER_SPECS, build_layer, layer_input_shape
 from scripts.gpu_benchmark import main as gpu_benchmark_main
 from scripts.plot_results import plot
-from tests.helpers import REPO, assert_clean_error, counted_flops, needs_cuda, run_cli
+from tests.helpers import REPO, assert_clean_error, counted_flops, counted_variant_flops, needs_cuda, run_cli
 from util import backends
 from util.arith_intensity import model_intensity
 from util.checkpoint import load_weights
@@ -76,6 +76,19 @@ def test_cudagraph_backend_matches_eager(precision):
     prepared = Prepared(build_workload("lol-gold1", 4, batch_size=64), "cudagraph", precision, "cuda")
     assert prepared.error <= TOLERANCE[precision]
     assert len(prepared.time(5)) == 5
+
+
+def test_narrow_workload_is_the_narrow_cnn_of_f_one_image_per_input():
+    narrow = build_workload("V2", 4, batch_size=5, narrow=True)  # any batch: nothing is folded
+    assert (narrow.mode, narrow.fold, narrow.images_per_input, narrow.num_inputs) == ("Narrow", 4, 1, 5)
+    want = models.build_variant("V2", "narrow", 4)
+    assert [p.shape for p in narrow.model.parameters()] == [p.shape for p in want.parameters()]
+    assert narrow.input_shape == models.variant_input_shape("V2", "narrow", 4) == (3, 19, 25)
+    assert narrow.flops_per_image == counted_variant_flops("V2", "narrow", 4)
+    proc = run_cli("infer.py", "V2", 4, "--narrow", "--backend", "eager", "--batch-size", 5, "--num-warmup", 0,
+                   "--num-iteration", 1, "--device", "cpu")
+    assert proc.returncode == 0 and "apex-count f=4 (Narrow), eager fp32" in proc.stdout and "batch 5 (5 inputs)" in proc.stdout
+    assert_clean_error(run_cli("infer.py", "V2", 1, "--narrow", "--device", "cpu"), "--narrow", "fold f >= 2")
 
 
 def test_efficientnet_and_layers_build():
@@ -191,17 +204,18 @@ def assert_plots_show_the_csv(figures, rows):
     def norms(column, batch, mode, fold):
         return [float(r[column]) for r in rows if (r["Batch Size"], r["Mode"], r["Fold"]) == (batch, mode, fold)]
 
-    series = [("Folded", "2"), ("EfficientNet", "1")]  # figure7's order
+    series = [("Folded", "2"), ("Narrow", "2"), ("EfficientNet", "1")]  # figure7's order
     tput_axes, flops_axes, _ = figures["figure7.png"].axes
     for ax, column in ((tput_axes, "TputNorm"), (flops_axes, "FLOPNorm")):
         bars = [c for c in ax.containers if isinstance(c, BarContainer)]
         assert [[bar.get_height() for bar in c] for c in bars] == [
             [pytest.approx(median(norms(column, "8", *s)))] for s in series]
     lines = figures["figure8.png"].axes[0].get_lines()
-    curves = [line for line in lines if line.get_label() in ("f = 2", "EfficientNet")]
+    labels = ("f = 2", "narrow f = 2", "EfficientNet")
+    curves = [line for line in lines if line.get_label() in labels]
     assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in curves] == [
         (label, [4, 8], [pytest.approx(median(norms("TputNorm", b, *s))) for b in ("4", "8")])
-        for label, s in zip(("f = 2", "EfficientNet"), series)]
+        for label, s in zip(labels, series)]
 
 
 def test_sweep_rows_norms_resume_and_plots(tmp_path, saved_figures):
@@ -209,17 +223,20 @@ def test_sweep_rows_norms_resume_and_plots(tmp_path, saved_figures):
     settings = dict(MODELS="V2", FOLDS="1 2", BATCH_SIZES="4 8", EFFICIENTNET="1", BACKEND="eager")
     stdout = run_sweep(out, TRIALS="1", **settings)
     assert stdout.splitlines()[0] == ",".join(HEADER)
-    assert HEADER == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend".split(",")
+    assert HEADER == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Variant,Backend".split(",")
     assert out.read_text().splitlines()[0] == ",".join(HEADER)
     rows = read_csv(out)
     assert {r["Backend"] for r in rows} == {"eager"}
-    assert [(r["Batch Size"], r["Mode"], r["Fold"]) for r in rows] == [
-        (b, m, f) for b in ("4", "8") for m, f in (("Original", "1"), ("Folded", "2"), ("EfficientNet", "1"))]
+    runs = (("Original", "1", "original"), ("Folded", "2", "folded"), ("Narrow", "2", "narrow"),
+            ("EfficientNet", "1", "compound"))
+    assert [(r["Batch Size"], r["Mode"], r["Fold"], r["Variant"]) for r in rows] == [(b, *run) for b in ("4", "8")
+                                                                                      for run in runs]
     assert stdout.splitlines()[1:] == out.read_text().splitlines()[1:]
+    narrow_flops = counted_variant_flops("V2", "narrow", 2)  # one image per input, counted by PyTorch
     for batch in ("4", "8"):
-        original, folded, effnet = [r for r in rows if r["Batch Size"] == batch]
+        original, folded, narrow, effnet = [r for r in rows if r["Batch Size"] == batch]
         assert float(original["TputNorm"]) == 1.0 == float(original["FLOPNorm"])
-        for r, flops_per_image in ((folded, flops_per_input("V2", 2) / 2),
+        for r, flops_per_image in ((folded, flops_per_input("V2", 2) / 2), (narrow, narrow_flops),
                                    (effnet, flops_per_input("V2", 1, efficientnet=True))):
             assert float(r["TputNorm"]) == pytest.approx(float(r["Throughput"]) / float(original["Throughput"]),
                                                          rel=1e-3)
@@ -233,7 +250,7 @@ def test_sweep_rows_norms_resume_and_plots(tmp_path, saved_figures):
     stdout = run_sweep(out, TRIALS="2", **settings)
     assert out.read_text().startswith(finished)
     new_rows = read_csv(out)[len(rows):]
-    assert [r["Trial"] for r in new_rows] == ["1"] * 6
+    assert [r["Trial"] for r in new_rows] == ["1"] * 8
     assert stdout.splitlines()[1:] == out.read_text().splitlines()[len(rows) + 1:]
 
     figures = plot(out, tmp_path / "plots")
@@ -259,14 +276,19 @@ def test_gpu_benchmark_table_dry_run_on_cpu(tmp_path, capsys):
     assert table.strip() in capsys.readouterr().out
     rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| eager")]
     assert [(r[1].strip(), r[2].strip(), r[3].strip(), r[4].strip()) for r in rows] == [
-        ("N4", "Original", "1", "1"), ("N4", "Folded", "2", "1"), ("N4", "Folded", "2", "8")]
+        ("N4", "Original", "1", "1"), ("N4", "Folded", "2", "1"), ("N4", "Narrow", "2", "1"), ("N4", "Folded", "2", "8")]
     assert float(rows[0][6]) == 1.0  # speedup of the original over itself
     measured = read_csv(tmp_path / "eager.csv")
-    assert len(measured) == 2
+    assert len(measured) == 3
+    narrow = counted_variant_flops("N4", "narrow", 2)  # one image per input
+
+    def per_image(mode, fold, align=1):
+        return narrow if mode == "Narrow" else counted_flops("N4", fold, align=align) / fold  # widths rounded up to align
+
     for r in measured:  # FLOPs/sec = images/s x FLOPs per image, counted by PyTorch
-        per_image = counted_flops("N4", int(r["Fold"])) / int(r["Fold"])
-        assert float(r["FLOPs/sec"]) == pytest.approx(float(r["Throughput"]) * per_image, rel=1e-5)  # 6 digits
+        assert float(r["FLOPs/sec"]) == pytest.approx(float(r["Throughput"]) * per_image(r["Mode"], int(r["Fold"])),
+                                                      rel=1e-5)  # 6 digits
     for r in rows:  # the table's GFLOP/s, within the rounding of its integer images/s and GFLOP/s
         images_per_s, gflops = float(r[5].replace(",", "")), float(r[7].replace(",", ""))
-        per_image = counted_flops("N4", int(r[3]), align=int(r[4])) / int(r[3]) / 1e9  # widths rounded up to align
-        assert abs(gflops - images_per_s * per_image) <= 0.5 + 0.5 * per_image
+        per_image_g = per_image(r[2].strip(), int(r[3]), int(r[4])) / 1e9
+        assert abs(gflops - images_per_s * per_image_g) <= 0.5 + 0.5 * per_image_g

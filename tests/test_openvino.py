@@ -142,19 +142,19 @@ def test_roofline_has_a_roof_per_precision(tmp_path, export_cache, threads):
 
 
 def test_precision_accuracy_of_trained_checkpoints(tmp_path, export_cache, threads):
-    """best.pth files of a sweep evaluated on their test split: fp32 equals training's own
-    evaluation, and bf16 stays within a few images of it."""
+    """best.pth files of a sweep's original and folded models evaluated on their test split:
+    fp32 equals training's own evaluation, and bf16 stays within a few images of it."""
     if "bf16" not in SUPPORTED:
         pytest.skip("OpenVINO's CPU plugin has no bf16 on this CPU")
     threads(1)
     game_synth.generate("lol-gold1", tmp_path / "data", scale=0.001, eval_scale=0.02, workers=1)
-    lines = ["dataset,fold,test_top1"]
+    lines = ["dataset,fold,variant,test_top1", "lol-gold1,2,narrow,0.5"]  # a baseline: not re-evaluated
     for fold in (1, 2):
         job = best_path(tmp_path / "runs", "lol-gold1", fold)
         job.parent.mkdir(parents=True)
         torch.manual_seed(fold)
         torch.save({"model": models.build_model("lol-gold1", fold).state_dict()}, job)
-        lines.append(f"lol-gold1,{fold},0.5")
+        lines.append(f"lol-gold1,{fold},{'original' if fold == 1 else 'folded'},0.5")
     (tmp_path / "runs" / "summary.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "precision.csv"
     precision_accuracy_main([str(tmp_path / "runs"), "--out", str(out), "--engine", "openvino:bf16",

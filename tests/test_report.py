@@ -1,8 +1,10 @@
 """The report builder and the appendix G trade-off."""
 import math
 
+import pytest
+
 from scripts.report import build_report, load_report_data, tradeoff_rows
-from tests.helpers import assert_clean_error, run_cli
+from tests.helpers import CPU_ONLY, assert_clean_error, run_cli
 from util.cascade import describe, max_latency_ratio
 
 SUMMARY = """dataset,fold,epochs,best_val_top1,test_top1,delta_vs_f1,wall_time_s,train_images_per_s
@@ -146,3 +148,83 @@ def test_report_gives_accuracy_in_the_inference_precision_and_per_precision_roof
     assert f"backend openvino; precision bf16, CPU ISA {cpu_isa()})" in report
     assert "Each precision has its own roof" in report and "| onnxruntime bf16 | V1 | 4 |" in report
     assert f"- CPU ISA for inference: {cpu_isa()}" in report
+
+
+# ---- the accuracy-throughput chart, from a small real sweep --------------------------------
+
+def test_chart_is_drawn_from_a_real_sweep_with_the_baselines(tmp_path):
+    """train.py --baselines narrow compound on generated V2 data (one epoch each), the
+    inference sweep with its narrow and EfficientNet runs, then the report: the chart's CSV
+    holds summary.csv's accuracies and results.csv's median throughputs, its intervals are
+    the Wilson intervals of the test image counts, and the verdict follows the numbers."""
+    import csv
+    import statistics
+
+    import matplotlib.image
+
+    from datasets import game_synth
+    from util.results import read_results, read_summary, wilson_interval
+
+    data, runs, out = tmp_path / "data", tmp_path / "runs", tmp_path / "report"
+    game_synth.generate("apex-count", data, scale=0.01, seed=0, eval_scale=0.02)
+    proc = run_cli("train.py", runs, "--datasets", "V2", "--folds", "1", "2", "--baselines", "narrow", "compound",
+                   "--epochs", "1", "--max-train-per-class", "4", "--data-root", data, "--device", "cpu",
+                   "--threads", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli("infer.py", "sweep", tmp_path / "results.csv", "--models", "V2", "--folds", "1", "2",
+                   "--batch-sizes", "4", "--trials", "1", "--backend", "eager", "--device", "cpu",
+                   "--num-warmup", "0", "--num-iteration", "1", env=CPU_ONLY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(tmp_path / "results.csv")
+    assert [(r["Mode"], r["Fold"], r["Variant"]) for r in results] == [
+        ("Original", "1", "original"), ("Folded", "2", "folded"), ("Narrow", "2", "narrow"),
+        ("EfficientNet", "1", "compound")]
+    report = build_report(runs / "summary.csv", tmp_path / "results.csv", out / "REPORT.md", "eager").read_text()
+
+    summary = {(r["variant"], int(r["fold"])): r for r in read_summary(runs / "summary.csv")}
+    assert sorted(summary) == [("compound", 1), ("folded", 2), ("narrow", 2), ("original", 1)]
+    throughput = {(r["Variant"], int(r["Fold"])): float(r["Throughput"]) for r in results}
+    with open(out / "accuracy_throughput.csv", newline="") as f:
+        points = list(csv.DictReader(f))
+    assert [(p["variant"], int(p["fold"])) for p in points] == [("original", 1), ("folded", 2), ("narrow", 2),
+                                                                 ("compound", 1)]
+    for p in points:
+        row, n = summary[p["variant"], int(p["fold"])], int(p["test_images"])
+        assert p["dataset"] == "apex-count" and float(p["test_top1"]) == float(row["test_top1"])
+        assert n == int(row["test_images"]) > 0
+        assert float(p["images_per_s"]) == pytest.approx(statistics.median([throughput[p["variant"], int(p["fold"])]]),
+                                                         rel=1e-5)
+        low, high = wilson_interval(float(row["test_top1"]), n)
+        assert (float(p["top1_low"]), float(p["top1_high"])) == pytest.approx((low, high), abs=6e-5)
+    image = matplotlib.image.imread(out / "accuracy_throughput.png")
+    assert image.shape[0] > 100 and image.shape[2] in (3, 4)
+    assert "![accuracy_throughput](accuracy_throughput.png)" in report
+    assert "Narrow (f=2) accuracy" in report and "Compound accuracy" in report
+
+    folded, narrow = (summary[k] for k in (("folded", 2), ("narrow", 2)))
+    a_folded, a_narrow = 100 * float(folded["test_top1"]), 100 * float(narrow["test_top1"])
+    winner = ("the narrow CNN is more accurate" if a_narrow > a_folded else
+              "the FoldedCNN is more accurate" if a_narrow < a_folded else "the two are equally accurate")
+    assert f"- V2 (apex-count): at f=2 {winner} ({a_narrow:.2f}% narrow, {a_folded:.2f}% folded; " in report
+    share = float(folded["cross_image_share"])
+    assert share > 0  # the dense recipe trains the weights across images
+    assert f"- {100 * share:.2g}% of V2 f=2's weight norm² connects different images, against 50%" in report
+
+
+def test_old_results_csv_is_read_with_variants_and_refused_for_appending(tmp_path):
+    """A results.csv from before the Variant column: the report reads it (its Modes give the
+    variants), a sweep does not append to it (one line saying why)."""
+    from util.results import PAPER_COLUMNS, read_results
+
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(PAPER_COLUMNS + ["Backend"]) + "\n" + "".join(
+        line + ",eager\n" for line in RESULTS.splitlines()[1:]))
+    assert [r["Variant"] for r in read_results(old)][:7] == ["original", "folded", "folded", "original", "folded",
+                                                             "folded", "compound"]
+    (tmp_path / "summary.csv").write_text(SUMMARY)
+    assert "| V1 (lol-gold1) | 1,050 |" in build_report(tmp_path / "summary.csv", old, tmp_path / "R.md", "eager").read_text()
+    before = old.read_text()
+    proc = run_cli("infer.py", "sweep", old, "--models", "N2", "--folds", "1", "--batch-sizes", "2", "--trials", "1",
+                   "--backend", "eager", "--device", "cpu", env=CPU_ONLY)
+    assert_clean_error(proc, "written before results CSVs had a Variant column", "give run_inference.sh a new file")
+    assert old.read_text() == before

@@ -21,17 +21,21 @@ def test_pipeline_end_to_end_writes_a_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (data / "apex-count" / "train").is_dir()
     summary = (out / "summary.csv").read_text().splitlines()
-    assert [line.split(",")[:2] for line in summary[1:]] == [["apex-count", "1"], ["apex-count", "2"]]
+    assert [line.split(",")[:3] for line in summary[1:]] == [  # the baselines trained too (--baselines)
+        ["apex-count", "1", "original"], ["apex-count", "2", "folded"], ["apex-count", "2", "narrow"],
+        ["apex-count", "1", "compound"]]
     results = (out / "results.csv").read_text().splitlines()
-    assert results[0] == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Backend"
-    assert {row.split(",")[3] for row in results[1:]} == {"Original", "Folded", "EfficientNet"}
-    assert {row.split(",")[9] for row in results[1:]} == {default_backend("cpu")}  # the fastest on this CPU
+    assert results[0] == "Model,Trial,Batch Size,Mode,Fold,Throughput,FLOPs/sec,TputNorm,FLOPNorm,Variant,Backend"
+    assert {tuple(row.split(",")[3:5]) + (row.split(",")[9],) for row in results[1:]} == {
+        ("Original", "1", "original"), ("Folded", "2", "folded"), ("Narrow", "2", "narrow"),
+        ("EfficientNet", "1", "compound")}
+    assert {row.split(",")[10] for row in results[1:]} == {default_backend("cpu")}  # the fastest on this CPU
     report = (out / "REPORT.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| V2 (apex-count) | (19, 25) | 22 |"))
     images, original, folded, speedup = (cell.strip() for cell in row.split("|")[4:8])
     assert images == "44" == str(len(list((data / "apex-count" / "test").rglob("*.png"))))  # 2 per class
     assert_report_row_equals_the_csvs(out, original, folded, speedup)
-    for plot in ("figure7.png", "learning_curves.png"):
+    for plot in ("figure7.png", "learning_curves.png", "accuracy_throughput.png"):
         assert plot in report and (out / plot).is_file()
     assert f"backend {default_backend('cpu')}; precision {default_precision('cpu')}" in report
     assert f"| {default_backend('cpu')} {default_precision('cpu')} |" in report  # accuracy in that precision
@@ -64,7 +68,7 @@ def assert_report_row_equals_the_csvs(out, original, folded, speedup):
     interval and the change from f = 1, and results.csv's median TputNorm; summary.csv is
     what the training jobs recorded, and each TputNorm is the folded throughput over the
     original's of the same trial."""
-    f1, f2 = read_rows(out / "summary.csv")
+    f1, f2 = [r for r in read_rows(out / "summary.csv") if r["variant"] in ("original", "folded")]
     done = [json.loads((out / "runs" / "apex-count" / f"fold{f}" / "done.json").read_text()) for f in (1, 2)]
     for row, job in zip((f1, f2), done):
         assert row["test_top1"] == f"{job['test_top1']:.4f}" and row["test_images"] == str(job["test_images"])

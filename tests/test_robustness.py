@@ -174,7 +174,7 @@ def sweep_append_on_full_disk(disk, tmp_path, capsys):
     out = disk / "results.csv"
     settings = {"backend": "eager", "precision": "fp32", "device": "cpu", "align": 1, "channels_last": False}
     header = ",".join(RESULTS_HEADER) + "\n"
-    row = "lol-time,0,8,Original,1,{},1e9,1,1,eager\n"
+    row = "lol-time,0,8,Original,1,{},1e9,1,1,original,eager\n"
     padding = 4096 - len(header) - len(row.format(""))  # the CSV fills its page: the next row needs another
     out.write_text(header + row.format("100." + "0" * (padding - 4)))
     settings_path(out).write_text(json.dumps(settings))
@@ -188,7 +188,7 @@ def sweep_append_on_full_disk(disk, tmp_path, capsys):
 def plot_on_full_disk(disk, tmp_path, capsys):
     results = tmp_path / "results.csv"
     results.write_text(",".join(RESULTS_HEADER) + "\n" + "".join(
-        f"lol-gold1,0,8,{mode},{f},{t},1e9,{t / 100},1,eager\n"
+        f"lol-gold1,0,8,{mode},{f},{t},1e9,{t / 100},1,{mode.lower()},eager\n"
         for mode, f, t in [("Original", 1, 100), ("Folded", 2, 150)]))
     fill(disk)
     message = one_line_error(plot_results.main, [str(results), "--outdir", str(disk)], capsys)
@@ -270,7 +270,8 @@ def test_only_the_devices_we_support_are_accepted(tmp_path, capsys, main, argv, 
 # ---- 7. CSV values checked for meaning ------------------------------------------------------
 
 SUMMARY_HEADER = "dataset,fold,epochs,best_val_top1,test_top1,test_images"
-GOOD_RESULTS = "lol-gold1,0,8,Original,1,100,1e9,1,1,eager\nlol-gold1,0,8,Folded,2,150,2e9,1.5,1.5,eager\n"
+GOOD_RESULTS = ("lol-gold1,0,8,Original,1,100,1e9,1,1,original,eager\n"
+                "lol-gold1,0,8,Folded,2,150,2e9,1.5,1.5,folded,eager\n")
 
 
 @pytest.mark.parametrize("summary, results, message", [
@@ -278,6 +279,8 @@ GOOD_RESULTS = "lol-gold1,0,8,Original,1,100,1e9,1,1,eager\nlol-gold1,0,8,Folded
     ("lol-gold1,1,1,0.5,85.0,100\n", GOOD_RESULTS, "test_top1 is '85.0', but it must be a fraction from 0 to 1"),
     ("lol-gold1,1,1,0.5,0.5,100\n", GOOD_RESULTS.replace(",150,", ",-150,"), "Throughput is '-150', but it must be positive"),
     ("lol-gold1,1,1,0.5,0.5,100\n", GOOD_RESULTS.replace("Folded", "Fast"), "Mode is 'Fast', but it must be one of"),
+    ("lol-gold1,1,1,0.5,0.5,100\n", GOOD_RESULTS.replace("folded", "narrow"),
+     "line 3: Variant is 'narrow' but Mode Folded runs the folded model"),
     ("lol-gold1,0,1,0.5,0.5,100\n", GOOD_RESULTS, "fold is '0', but it must be at least 1"),
 ])
 def test_report_rejects_impossible_csv_values_in_one_line(tmp_path, capsys, summary, results, message):
@@ -292,7 +295,7 @@ def test_report_rejects_impossible_csv_values_in_one_line(tmp_path, capsys, summ
 def test_sweep_resume_rejects_a_zero_original_throughput(tmp_path):
     out = tmp_path / "results.csv"
     settings = {"backend": "eager", "precision": "fp32", "device": "cpu", "align": 1, "channels_last": False}
-    out.write_text(",".join(RESULTS_HEADER) + "\nnight,0,2,Original,1,0,0,1,1,eager\n")
+    out.write_text(",".join(RESULTS_HEADER) + "\nnight,0,2,Original,1,0,0,1,1,original,eager\n")
     settings_path(out).write_text(json.dumps(settings))
     with pytest.raises(UserError, match="line 2: Throughput is '0', but it must be positive"):
         infer.sweep(out, ["N2"], [1, 2], [2], 1, "eager", "fp32", "cpu", False, 0, 1)

@@ -12,9 +12,13 @@ from util.files import atomic_write_json, atomic_write_text
 
 SUMMARY_COLUMNS = ["dataset", "fold", "variant", "epochs", "best_val_top1", "test_top1", "test_images", "delta_vs_f1",
                    "wall_time_s", "train_images_per_s", "cross_image_share"]
-# The paper's nine columns (section 5 of the original system), then the backend that ran the row.
+# The paper's nine columns (section 5 of the original system), then the variant of the model
+# (models.VARIANTS) and the backend that ran the row.
 PAPER_COLUMNS = ["Model", "Trial", "Batch Size", "Mode", "Fold", "Throughput", "FLOPs/sec", "TputNorm", "FLOPNorm"]
-RESULTS_HEADER = PAPER_COLUMNS + ["Backend"]
+RESULTS_HEADER = PAPER_COLUMNS + ["Variant", "Backend"]
+# The Mode of a results row and the variant of the model it ran, one to one: the narrow CNN of
+# f is Mode Narrow with Fold f, the compound-scaled CNN the paper's EfficientNet baseline.
+MODE_VARIANTS = {"Original": "original", "Folded": "folded", "Narrow": "narrow", "EfficientNet": "compound"}
 
 
 def summary_rows(done):
@@ -61,7 +65,7 @@ SUMMARY_KEY = ("dataset", "fold", "variant")
 RESULTS_TYPES = {"Trial": int, "Batch Size": int, "Fold": int, "Throughput": float, "FLOPs/sec": float,
                  "TputNorm": float, "FLOPNorm": float}
 RESULTS_KEY = ("Model", "Trial", "Batch Size", "Mode", "Fold")
-MODES = ("Original", "Folded", "EfficientNet")
+MODES = tuple(MODE_VARIANTS)
 
 
 def _at_least(least):
@@ -78,7 +82,9 @@ _POSITIVE = (lambda value: value > 0, "positive")
 _FRACTION = (lambda value: 0 <= value <= 1, "a fraction from 0 to 1 (not a percent)")
 SUMMARY_MEANINGS = {"fold": _at_least(1), "epochs": _at_least(1), "best_val_top1": _FRACTION,
                     "test_top1": _FRACTION, "wall_time_s": _at_least(0), "train_images_per_s": _at_least(0),
-                    "test_images": (_whole_or_empty, "a whole number of images (or empty)")}
+                    "test_images": (_whole_or_empty, "a whole number of images (or empty)"),
+                    "variant": (lambda v: v in ("", *MODE_VARIANTS.values()),
+                                f"one of {', '.join(MODE_VARIANTS.values())} (or empty)")}
 RESULTS_MEANINGS = {"Trial": _at_least(0), "Batch Size": _at_least(1), "Fold": _at_least(1),
                     "Throughput": _POSITIVE, "FLOPs/sec": _POSITIVE, "TputNorm": _POSITIVE, "FLOPNorm": _POSITIVE,
                     "Mode": (lambda mode: mode in MODES, f"one of {', '.join(MODES)}")}
@@ -149,18 +155,29 @@ def read_csv(path, required, missing_hint="run the step that writes it first (se
 
 
 def read_summary(path):
-    """The rows of train.py's summary.csv."""
+    """The rows of train.py's summary.csv; a file from before variants existed holds the
+    paper's models only, so its rows get variant original (f = 1) or folded."""
     rows = read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY,
                     meanings=SUMMARY_MEANINGS)
-    for row in rows:  # a summary from before variants holds the paper's models only
-        row["variant"] = row.get("variant") or ("original" if int(row["fold"]) == 1 else "folded")
+    for row in rows:
+        if not row.get("variant"):
+            row["variant"] = "original" if int(row["fold"]) == 1 else "folded"
     return rows
 
 
 def read_results(path):
-    """The rows of a results CSV written by run_inference.sh (or of the paper's nine columns)."""
-    return read_csv(path, PAPER_COLUMNS, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY,
+    """The rows of a results CSV written by run_inference.sh (or of the paper's nine columns).
+    A file without the Variant column (the paper's, or ours from before it) cannot hold narrow
+    CNNs: its rows get the variant of their Mode. Where the column is there it must agree."""
+    rows = read_csv(path, PAPER_COLUMNS, f"run ./run_inference.sh {path} first", RESULTS_TYPES, RESULTS_KEY,
                     RESULTS_MEANINGS)
+    for line, row in enumerate(rows, 2):
+        variant = MODE_VARIANTS[row["Mode"]]
+        if row.get("Variant") and row["Variant"] != variant:
+            raise UserError(f"{path} line {line}: Variant is {row['Variant']!r} but Mode {row['Mode']} runs the "
+                            f"{variant} model; fix or delete the row")
+        row["Variant"] = variant
+    return rows
 
 
 def settings_path(results_csv):
@@ -179,6 +196,9 @@ def resume_results(path, settings=None):
     text = path.read_text() if path.is_file() else ""
     kept = text[:text.rfind("\n") + 1] or ",".join(RESULTS_HEADER) + "\n"
     header = next(csv.reader(io.StringIO(kept)))
+    if header == PAPER_COLUMNS + ["Backend"]:
+        raise UserError(f"{path} was written before results CSVs had a Variant column (which tells the narrow "
+                        f"CNNs' rows apart): give run_inference.sh a new file; reports still read this one")
     if header != RESULTS_HEADER:
         raise UserError(f"{path} has the header {','.join(header)!r}, not {','.join(RESULTS_HEADER)!r}: "
                         f"give run_inference.sh a new file")
