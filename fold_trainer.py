@@ -603,6 +603,14 @@ def check_finite(model, loss, epoch, recipe, folder, epochs_done):
 # ----------------------------------------------------------------------------------------
 # The job in training.
 
+def job_data(recipe, data_root, device):
+    """(train, val, test) splits of a job on `device`; the compound-scaled CNN sees every
+    image at its lower resolution."""
+    size = models.variant_input_shape(recipe["dataset"], recipe["variant"], recipe["fold"])[1:]
+    return load_job_data(recipe["dataset"], data_root, device, recipe["max_train_per_class"], recipe["scale_data"],
+                         recipe["seed"], size)
+
+
 class Trainer:
     """One job in training: its data, model, optimizer and progress (`state`, which the
     checkpoint holds with the model, optimizer, scheduler and RNG states); its files are
@@ -618,11 +626,7 @@ class Trainer:
         self.teacher = None
         if recipe["distill"]:
             self.teacher = load_teacher(name, recipe["teacher_path"], device)
-        # The compound-scaled CNN sees every image at its lower resolution.
-        size = models.variant_input_shape(name, recipe["variant"], recipe["fold"])[1:]
-        self.train, self.val, self.test = load_job_data(name, settings.data_root, device,
-                                                        recipe["max_train_per_class"], recipe["scale_data"], seed,
-                                                        size)
+        self.train, self.val, self.test = job_data(recipe, settings.data_root, device)
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
