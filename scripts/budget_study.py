@@ -18,7 +18,10 @@ quick profile. Job folders: RUNS/teacher/<dataset>/fold1 and RUNS/x<budget>/<rou
 fold<f>; the narrow route's job is also the dense route's first phase,
 RUNS/x<budget>/dense/<dataset>/narrow<f>, trained once for both. Rerunning the command
 continues unfinished jobs and reuses finished ones. Before training it prints an estimate of
-the time left, from a probe of a few training steps of every model.
+the time left, from a probe of a few training steps of every model. Jobs run one at a time on
+one thread each; on two cores, run one process per dataset (`--datasets V1`, `--datasets V2`,
+the same --runs) side by side, then the full command, which reuses all their jobs and writes
+the section with every dataset.
 
 Writes OUT/budget_study.md (a section that docs/recipe.md links: per dataset, test top-1 at
 the best validation epoch with its 95% Wilson interval, images seen, the cross-image share of
@@ -166,7 +169,9 @@ def estimate(plan, counts, data_root):
             seen.add(folder)
             if left:
                 key = (name, job.fold, job.variant, job.options.get("keep_blocks", False))
-                train_s, eval_s = probes[key] if key in probes else probes.setdefault(key, probe_seconds(name, job))
+                if key not in probes:
+                    probes[key] = probe_seconds(name, job)
+                train_s, eval_s = probes[key]
                 per_input = models.images_per_input(job.variant, job.fold)
                 epoch_s = sum(counts[name]) // per_input * per_input * train_s + evaluated[name] * eval_s
                 seconds[budget] = seconds.get(budget, 0.0) + left * epoch_s
