@@ -71,15 +71,16 @@ def cell_options(option, name, data_root, budget):
     return options
 
 
-def curve(job, counts, fold):
-    """[(training images seen, val top-1)] after each epoch that scored every class (a
-    curriculum's early epochs score only the classes in training)."""
+def curve(job, counts, fold, column="val_top1"):
+    """[(training images seen, `column` of metrics.csv)] after each epoch that scored every
+    class (a curriculum's early epochs score only the classes in training); `fold` is the
+    images per input (an epoch leaves out the < f images that fill no group)."""
     points, seen = [], 0
     for row in read_metrics(job / "metrics.csv"):
         active = int(row["classes"])
         seen += sum(counts[:active]) // fold * fold
         if active == len(counts):
-            points.append((seen, float(row["val_top1"])))
+            points.append((seen, float(row[column])))
     return points
 
 
@@ -124,23 +125,24 @@ def plot_curves(curves, path):
     plt.close(fig)
 
 
-def written_by_study(path):
-    """Whether `path` is a recipe.md or recipe_curves.png that this script wrote (its mark)."""
+def written_by_study(path, writer=WRITER, title=DOC_TITLE):
+    """Whether `path` is a markdown file (starting with `title`) or a PNG that the study script
+    `writer` wrote (its mark: the path in the text, the PNG's Software field)."""
     try:
         if path.suffix == ".png":
             with Image.open(path) as image:
-                return image.info.get("Software") == WRITER
-        return path.read_text().startswith(DOC_TITLE) and f"`{WRITER}`" in path.read_text()
+                return image.info.get("Software") == writer
+        return path.read_text().startswith(title) and f"`{writer}`" in path.read_text()
     except (OSError, ValueError):
         return False
 
 
-def check_outputs(paths, force):
-    """Before any training: each output can be written, and replaces only a file of ours."""
+def check_outputs(paths, force, writer=WRITER, title=DOC_TITLE):
+    """Before any training: each output can be written, and replaces only a file of `writer`."""
     for path in paths:
         check_output_file(path)
-        if path.exists() and not force and not written_by_study(path):
-            raise UserError(f"{path} exists and was not written by {WRITER}: choose another --out, "
+        if path.exists() and not force and not written_by_study(path, writer, title):
+            raise UserError(f"{path} exists and was not written by {writer}: choose another --out, "
                             "or pass --force to replace it")
 
 
@@ -160,7 +162,9 @@ def write_doc(doc, plot, lines, command, budget):
         "over the test images. Wall times come from a CPU shared with other jobs: compare them within one",
         "run only.",
         "",
-        "Why these options, with the single runs that chose them: [recipe_notes.md](recipe_notes.md).",
+        "Why these options, with the single runs that chose them: [recipe_notes.md](recipe_notes.md). Whether",
+        "a dense FoldedCNN beats the narrow CNN at longer schedules: the budget study,",
+        "[budget_study.md](budget_study.md) (`scripts/budget_study.py`).",
         "",
         "Options (each a set of fold_trainer.py flags):",
         "",

@@ -4,8 +4,9 @@ Imports run one way: train.py -> fold_trainer.py -> datasets/ -> models/ -> util
 the ground floor (standard library, third-party packages and util/ only); no other file
 imports a top-level script, except train.py -> fold_trainer.py; the stand-alone tools in
 scripts/ may import anything and nothing imports them, except tradeoff's `--summary`, which
-reads the report's tables (the one way the two share data). Tests may import anything.
-No import cycles, no function longer than 80 lines and no class longer than 150.
+reads the report's tables (the one way the two share data), and the budget study, which extends
+the recipe study and shares its helpers (job curves, the marks of the files it wrote). Tests may
+import anything. No import cycles, no function longer than 80 lines and no class longer than 150.
 """
 import ast
 
@@ -15,7 +16,7 @@ PACKAGES = ("util", "models", "datasets", "scripts", "tests")
 # What each library package may import of ours.
 LAYERS = {"util": {"util"}, "models": {"models", "util"}, "datasets": {"datasets", "models", "util"}}
 SCRIPT_IMPORTS = {("train", "fold_trainer")}
-TOOL_IMPORTS = {("scripts.tradeoff", "scripts.report")}
+TOOL_IMPORTS = {("scripts.tradeoff", "scripts.report"), ("scripts.budget_study", "scripts.recipe_study")}
 MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 150
 
