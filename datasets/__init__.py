@@ -56,4 +56,11 @@ def normalization(name):
     return None
 
 
-__all__ = ["SPLITS", "dataset_dir", "load_split", "normalization"]
+def class_counts(name, data_root, max_per_class=None):
+    """Training images per class that a job of `name` uses."""
+    _, labels = load_split(name, "train", data_root)
+    counts = labels.bincount(minlength=len(load_config(name)["classes"])).tolist()
+    return [min(c, max_per_class or c) for c in counts]
+
+
+__all__ = ["SPLITS", "dataset_dir", "load_split", "normalization", "class_counts"]

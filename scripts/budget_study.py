@@ -46,12 +46,11 @@ import datasets
 import models
 from fold_trainer import (PROFILES, build_training_model, format_seconds, job_dir, make_loss, make_optimizer,
                           make_train_step, split_options, train_job)
-from scripts.recipe_study import check_outputs, class_counts, curve
 from util.args import positive_float, positive_int
 from util.device import cpu_name, set_threads
 from util.errors import UserError, cli_main
-from util.files import atomic_savefig, atomic_write_bytes
-from util.job_folder import read_metrics
+from util.files import atomic_savefig, atomic_write_bytes, check_study_outputs
+from util.job_folder import images_seen_curve, read_metrics
 from util.results import wilson_interval
 
 plt.switch_backend("Agg")  # files only
@@ -202,7 +201,7 @@ def cell_result(name, budget, route, jobs, dones, counts):
     points, seen = [], 0
     for job, done in zip(jobs, dones):
         per_input = models.images_per_input(job.variant, job.fold)
-        job_points = curve(job_dir(job.savedir, name, job.fold, job.variant), counts, per_input, "test_top1")
+        job_points = images_seen_curve(job_dir(job.savedir, name, job.fold, job.variant), counts, per_input, "test_top1")
         points += [(seen + x, y) for x, y in job_points]
         seen += job_points[-1][0] if job_points else 0
     final, n = dones[-1], dones[-1]["test_images"]
@@ -353,7 +352,7 @@ def main(argv=None):
     args = parse_args(argv)
     runs = Path(args.runs)
     doc, plot = Path(args.out or runs) / "budget_study.md", Path(args.out or runs) / "budget_curves.png"
-    check_outputs([doc, plot], args.force, WRITER, DOC_TITLE)
+    check_study_outputs([doc, plot], args.force, WRITER, DOC_TITLE)
     if models.folding.check_fold(args.fold) == 1:
         raise UserError("the budget study compares FoldedCNNs with the narrow CNN of f: give --fold 2 or more")
     names = list(dict.fromkeys(models.load_config(n)["name"] for n in args.datasets))
@@ -362,7 +361,7 @@ def main(argv=None):
     settings = {"data_root": args.data_root, "epochs": args.epochs, "max_train_per_class": args.max_train_per_class,
                 "progress": False}
     plan = study_plan(names, args.fold, sorted(set(args.budgets)), runs, settings)
-    counts = {name: class_counts(name, args.data_root, args.max_train_per_class) for name in names}
+    counts = {name: datasets.class_counts(name, args.data_root, args.max_train_per_class) for name in names}
     print_estimate(estimate(plan, counts, args.data_root))
     cells = []
     bar = tqdm(plan, desc="budget study", unit="cell")

@@ -21,15 +21,14 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from PIL import Image
 
 import datasets
 import models
-from fold_trainer import PROFILES, train_job
+from fold_trainer import PROFILES, train_job, untrained_narrow
 from util.args import positive_int
-from util.errors import UserError, cli_main
-from util.files import atomic_savefig, atomic_write_bytes, check_output_file
-from util.job_folder import read_metrics
+from util.errors import cli_main
+from util.files import atomic_savefig, atomic_write_bytes, check_study_outputs
+from util.job_folder import images_seen_curve
 from util.results import wilson_interval
 
 plt.switch_backend("Agg")  # files only
@@ -47,41 +46,23 @@ DESCRIPTIONS = {
     "adam": "Adam 1e-3, no curriculum",
     "block_bn": "`adam` + block-diagonal init (`--init block`) + BatchNorm while training (`--train-bn`)",
     "kept_blocks": "`block_bn` keeping the per-image paths apart for the whole run (`--keep-blocks`)",
-    "quick": "train.py's quick profile: `kept_blocks` at lr 2e-3 with 1 epoch of warm-up and cosine decay, "
-             "KL distillation from the f = 1 model (T = 4, weight 0.5), at most 500 training images per class",
+    "quick": "train.py's quick profile: Adam 2e-3 with 1 epoch of warm-up and cosine decay, BatchNorm while "
+             "training, KL distillation from the f = 1 model (T = 4, weight 0.5), at most 500 training images per "
+             "class; a folded model starts as f copies of the narrow CNN of f, trained first on the same budget "
+             "(`--init narrow`), then trains dense for half the epochs at a tenth of the learning rate",
 }
 WRITER = "scripts/recipe_study.py"  # the mark of the files this script wrote
 DOC_TITLE = "# Training recipe study"
 PAPER_CURRICULUM_SHARE = 60 / 1500  # epochs per curriculum step over epochs (section 4)
 
 
-def class_counts(name, data_root, max_per_class=None):
-    """Training images per class that a job of `name` uses."""
-    _, labels = datasets.load_split(name, "train", data_root)
-    counts = labels.bincount(minlength=len(models.load_config(name)["classes"])).tolist()
-    return [min(c, max_per_class or c) for c in counts]
-
-
 def cell_options(option, name, data_root, budget):
     """train_job options of one cell: the option's recipe, epochs from the image budget."""
     options = dict(OPTIONS[option])
-    options["epochs"] = max(1, math.ceil(budget / sum(class_counts(name, data_root, options.get("max_train_per_class")))))
+    options["epochs"] = max(1, math.ceil(budget / sum(datasets.class_counts(name, data_root, options.get("max_train_per_class")))))
     if option == "paper":
         options["curriculum_epochs"] = max(1, round(options["epochs"] * PAPER_CURRICULUM_SHARE))
     return options
-
-
-def curve(job, counts, fold, column="val_top1"):
-    """[(training images seen, `column` of metrics.csv)] after each epoch that scored every
-    class (a curriculum's early epochs score only the classes in training); `fold` is the
-    images per input (an epoch leaves out the < f images that fill no group)."""
-    points, seen = [], 0
-    for row in read_metrics(job / "metrics.csv"):
-        active = int(row["classes"])
-        seen += sum(counts[:active]) // fold * fold
-        if active == len(counts):
-            points.append((seen, float(row[column])))
-    return points
 
 
 def table_and_curves(results, out, data_root):
@@ -90,8 +71,8 @@ def table_and_curves(results, out, data_root):
              "images seen | wall time | train img/s |", "|---|---|---|---|---|---|---|---|"]
     curves = {}
     for (option, name, fold), result in results.items():
-        counts = class_counts(name, data_root, OPTIONS[option].get("max_train_per_class"))
-        points = curve(out / option / name / f"fold{fold}", counts, fold)
+        counts = datasets.class_counts(name, data_root, OPTIONS[option].get("max_train_per_class"))
+        points = images_seen_curve(out / option / name / f"fold{fold}", counts, fold)
         curves[(option, name, fold)] = points
         n = len(datasets.load_split(name, "test", data_root)[1])
         low, high = wilson_interval(round(result["test_top1"] * n) / n, n)
@@ -123,27 +104,6 @@ def plot_curves(curves, path):
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110, metadata={"Software": WRITER})
     plt.close(fig)
-
-
-def written_by_study(path, writer=WRITER, title=DOC_TITLE):
-    """Whether `path` is a markdown file (starting with `title`) or a PNG that the study script
-    `writer` wrote (its mark: the path in the text, the PNG's Software field)."""
-    try:
-        if path.suffix == ".png":
-            with Image.open(path) as image:
-                return image.info.get("Software") == writer
-        return path.read_text().startswith(title) and f"`{writer}`" in path.read_text()
-    except (OSError, ValueError):
-        return False
-
-
-def check_outputs(paths, force, writer=WRITER, title=DOC_TITLE):
-    """Before any training: each output can be written, and replaces only a file of `writer`."""
-    for path in paths:
-        check_output_file(path)
-        if path.exists() and not force and not written_by_study(path, writer, title):
-            raise UserError(f"{path} exists and was not written by {writer}: choose another --out, "
-                            "or pass --force to replace it")
 
 
 def write_doc(doc, plot, lines, command, budget):
@@ -196,7 +156,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = Path(args.runs)
     doc, plot = Path(args.out or runs) / "recipe.md", Path(args.out or runs) / "recipe_curves.png"
-    check_outputs([doc, plot], args.force)
+    check_study_outputs([doc, plot], args.force, WRITER, DOC_TITLE)
     names = [models.load_config(n)["name"] for n in args.datasets]
     for fold in args.folds:
         models.folding.check_fold(fold)
@@ -206,8 +166,10 @@ def main(argv=None):
         datasets.dataset_dir(name, args.data_root)
         for option in args.options:
             for fold in folds:
-                result = train_job(name, fold, runs / option, data_root=args.data_root,
-                                   **cell_options(option, name, args.data_root, args.images))
+                options = cell_options(option, name, args.data_root, args.images)
+                if untrained_narrow(name, fold, runs / option, options):  # the dense recipe's start
+                    train_job(name, fold, runs / option, variant="narrow", data_root=args.data_root, **options)
+                result = train_job(name, fold, runs / option, data_root=args.data_root, **options)
                 print(f"{option} {name} f={fold}: test top-1 {result['test_top1']:.4f}", flush=True)
                 results[(option, name, fold)] = result
     lines, curves = table_and_curves(results, runs, args.data_root)

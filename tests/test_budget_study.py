@@ -10,7 +10,7 @@ import pytest
 
 from datasets import game_synth
 from scripts import budget_study
-from scripts.recipe_study import written_by_study
+from util.files import written_by_study
 from tests.helpers import one_line_error, run_cli
 from util.checkpoint import read_checkpoint
 from util.job_folder import read_done, read_metrics

@@ -16,7 +16,7 @@ PACKAGES = ("util", "models", "datasets", "scripts", "tests")
 # What each library package may import of ours.
 LAYERS = {"util": {"util"}, "models": {"models", "util"}, "datasets": {"datasets", "models", "util"}}
 SCRIPT_IMPORTS = {("train", "fold_trainer")}
-TOOL_IMPORTS = {("scripts.tradeoff", "scripts.report"), ("scripts.budget_study", "scripts.recipe_study")}
+TOOL_IMPORTS = {("scripts.tradeoff", "scripts.report")}
 MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 150
 

@@ -13,6 +13,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
+
+from util.files import written_by_study
 import torch
 
 import infer
@@ -360,8 +362,8 @@ def test_recipe_study_writes_its_doc_and_plot_only_where_asked(game_data, tmp_pa
     else:
         recipe_study.main(argv)
         written = docs if out else runs
-        assert recipe_study.written_by_study(written / "recipe.md")
-        assert recipe_study.written_by_study(written / "recipe_curves.png")
+        assert written_by_study(written / "recipe.md", recipe_study.WRITER, recipe_study.DOC_TITLE)
+        assert written_by_study(written / "recipe_curves.png", recipe_study.WRITER, recipe_study.DOC_TITLE)
     assert {p: p.read_bytes() for p in (REPO / "docs").glob("recipe*")} == committed
 
 

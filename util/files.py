@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+import PIL.Image
 import torch
 
 from util.errors import UserError
@@ -198,3 +199,24 @@ def remove_owned_dir(path, owner, owns=lambda relative: True, force=False):
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def written_by_study(path, writer, title):
+    """Whether `path` is a markdown file (starting with `title`) or a PNG that the study script
+    `writer` wrote (its mark: the path in the text, the PNG's Software field)."""
+    try:
+        if path.suffix == ".png":
+            with PIL.Image.open(path) as image:
+                return image.info.get("Software") == writer
+        return path.read_text().startswith(title) and f"`{writer}`" in path.read_text()
+    except (OSError, ValueError):
+        return False
+
+
+def check_study_outputs(paths, force, writer, title):
+    """Before any training: each output can be written, and replaces only a file of `writer`."""
+    for path in paths:
+        check_output_file(path)
+        if path.exists() and not force and not written_by_study(path, writer, title):
+            raise UserError(f"{path} exists and was not written by {writer}: choose another --out, "
+                            "or pass --force to replace it")
