@@ -133,6 +133,8 @@ def main(argv=None):
     add_flag(parser, "compile_mode", choices=list(torch_compile.GPU_MODES), default=torch_compile.MODE,
              help="Inductor mode of the compile backend (default max-autotune: minutes per model "
              "on a GPU; default: seconds)")
+    parser.add_argument("--narrow", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the narrow CNN of each f (default on; --no-narrow skips it)")
     args = parser.parse_args(argv)
     torch_compile.MODE = args.compile_mode
     device = backends.check_device(args.backends[0], args.device)
@@ -146,7 +148,7 @@ def main(argv=None):
     rows = []
     for backend in args.backends:
         done = sweep(out / f"{backend}.csv", names, args.folds, [args.batch_size], args.trials, backend,
-                     args.precision, device, True, args.num_warmup, args.num_iteration)
+                     args.precision, device, True, args.num_warmup, args.num_iteration, narrow=args.narrow)
         results = sweep_results(done, names, args.batch_size)
         results.update(aligned_results(names, backend, args.precision, device, args.batch_size, args.trials,
                                        args.num_warmup, args.num_iteration, results))

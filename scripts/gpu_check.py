@@ -85,7 +85,8 @@ def steps(device, out, trt_missing):
                                  "--device", str(device), "--backends", *bench_backends(trt_missing),
                                  "--compile-mode", "default", "--models", *BENCH_MODELS,
                                  "--folds", *map(str, BENCH_FOLDS), "--trials", str(BENCH_TRIALS),
-                                 "--num-warmup", str(BENCH_WARMUP), "--num-iteration", str(BENCH_ITERATIONS)], {}),
+                                 "--num-warmup", str(BENCH_WARMUP), "--num-iteration", str(BENCH_ITERATIONS),
+                                 "--no-narrow"], {}),  # a check of the CUDA paths: the narrow CNNs add none
     ]
 
 
@@ -101,7 +102,7 @@ def estimate(trt_missing):
     names = [models.load_config(n)["name"] for n in BENCH_MODELS]
     work = [w for backend in bench_backends(trt_missing)
             for w in sweep_work(names, BENCH_FOLDS, BENCH_BATCH, BENCH_TRIALS, backend, BENCH_WARMUP,
-                                BENCH_ITERATIONS)]
+                                BENCH_ITERATIONS, narrow=False)]
     return estimate_seconds(work, sum(STEP_SECONDS.values()))
 
 

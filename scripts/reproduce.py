@@ -57,22 +57,36 @@ REPO = Path(__file__).resolve().parent.parent  # every step runs from the reposi
 STUDY_CURVES = REPO / "docs" / "recipe_curves.png"
 
 
+def job_curve(job, labels, fold, start=0):
+    """(thousands of training images seen, val top-1 %) after each epoch of a finished job,
+    counted from `start` images; None if the job has not finished."""
+    if not (job / "done.json").is_file():
+        return None
+    cap = json.loads((job / "done.json").read_text())["recipe"]["max_train_per_class"]
+    seen, xs, ys = start, [], []
+    for row in read_metrics(job / "metrics.csv"):  # the images of the classes in training, whole groups of f
+        counts = labels[labels < int(row["classes"])].bincount()
+        seen += int(counts.clamp(max=cap or len(labels)).sum()) // fold * fold
+        xs.append(seen / 1000)
+        ys.append(100 * float(row["val_top1"]))
+    return xs, ys
+
+
 def plot_learning_curves(runs, name, folds, data_root, path):
-    """Validation top-1 against training images seen of `name`'s jobs, one line per f."""
+    """Validation top-1 against training images seen of `name`'s jobs, one line per f; a
+    folded model that started from its narrow CNN continues that CNN's (dashed) curve."""
     _, labels = datasets.load_split(name, "train", data_root)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for fold in folds:
-        job = job_dir(runs, name, fold)
-        if not (job / "done.json").is_file():
+        done = job_dir(runs, name, fold) / "done.json"
+        from_narrow = done.is_file() and json.loads(done.read_text())["recipe"].get("init") == "narrow"
+        narrow = job_curve(job_dir(runs, name, fold, "narrow"), labels, 1) if fold > 1 and from_narrow else None
+        folded = job_curve(job_dir(runs, name, fold), labels, fold, 1000 * narrow[0][-1] if narrow else 0)
+        if folded is None:
             continue
-        cap = json.loads((job / "done.json").read_text())["recipe"]["max_train_per_class"]
-        rows = read_metrics(job / "metrics.csv")
-        seen, xs = 0, []
-        for row in rows:  # the images of the classes in training that epoch, whole groups of f
-            counts = labels[labels < int(row["classes"])].bincount()
-            seen += int(counts.clamp(max=cap or len(labels)).sum()) // fold * fold
-            xs.append(seen / 1000)
-        ax.plot(xs, [100 * float(r["val_top1"]) for r in rows], marker=".", label="original" if fold == 1 else f"f={fold}")
+        line, = ax.plot(*folded, marker=".", label="original" if fold == 1 else f"f={fold}")
+        if narrow and folded:
+            ax.plot(*narrow, ls="--", color=line.get_color(), lw=1, label=f"narrow f={fold}, then f={fold} dense")
     cfg = models.load_config(name)
     ax.axhline(100 / len(cfg["classes"]), color="grey", lw=0.8)
     ax.set(title=f"{cfg['id']} ({name}): validation top-1 while training; grey: chance",

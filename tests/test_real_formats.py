@@ -21,8 +21,11 @@ from util.errors import UserError
 def test_a_noscope_model_trains_on_split_video_frames(tmp_path):
     root = tmp_path / "data"
     noscope_synth.build("night", root, frames=1500, size=(64, 48), seed=0)
+    # The quick profile with the per-image paths of f = 2 kept apart from a block-diagonal start
+    # (its narrow CNN, the default start, learns too slowly on 188 frames: a recipe question,
+    # not the data's); f = 1 teaches f = 2.
     proc = run_cli("fold_trainer.py", "N2", "2", tmp_path / "runs", "--data-root", root, "--epochs", "8",
-                   "--device", "cpu", "--threads", "1", "--no-progress")  # the quick profile: f = 1 teaches f = 2
+                   "--init", "block", "--keep-blocks", "--device", "cpu", "--threads", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     job = tmp_path / "runs" / "night" / "fold2"
     done = json.loads((job / "done.json").read_text())
