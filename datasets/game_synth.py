@@ -19,11 +19,11 @@ import hashlib
 import importlib.util
 import json
 import math
+import multiprocessing
 import os
 import re
 import zlib
 from functools import lru_cache
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -393,7 +393,13 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False, eval_
     jobs = [(cfg["name"], seed, str(partial), items[i:i + chunk]) for i in range(0, len(items), chunk)]
     rows = []
     with writing(f"the dataset {final}", remove_on_failure=partial):
-        with Pool(workers) as pool, tqdm(total=len(items), desc=f"{cfg['name']}", unit="img") as bar:
+        # Workers come from a fork server, not from this process: one forked while another
+        # thread here (tqdm's monitor, after the first task's bar) holds a lock starts with that
+        # lock held forever, and the pool hangs. The server imports this module once.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__ if __name__ != "__main__" else "datasets.game_synth"])
+        pool = context.Pool(workers)
+        with pool, tqdm(total=len(items), desc=f"{cfg['name']}", unit="img") as bar:
             for chunk_rows in pool.imap(_render_chunk, jobs):
                 rows += chunk_rows
                 bar.update(len(chunk_rows))
