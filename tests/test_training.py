@@ -14,7 +14,6 @@ import torch.nn as nn
 
 import models
 from tests.helpers import REPO, assert_clean_error, run_cli
-from datasets import game_synth
 from datasets.batches import DeviceSplit, evaluation_order, load_job_data, random_crop_flip, training_batches
 import fold_trainer
 from fold_trainer import evaluate, train_job
@@ -34,10 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    game_synth.generate(NAME, root, scale=0.1, seed=0)
-    return root
+def data_root(v2_data):
+    return v2_data
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import torch
 
 import fold_trainer
 import models
-from datasets import game_synth
 from models.folding import block_masks, cross_image_share, tile_narrow_
 from tests.helpers import REPO, assert_clean_error, run_cli
 from util.errors import UserError
@@ -26,10 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    game_synth.generate(NAME, root, scale=0.1, seed=0)
-    return root
+def data_root(v2_data):
+    return v2_data
 
 
 def plain_models():
