@@ -69,8 +69,11 @@ main()
                                                 (signal.SIGHUP, 129, "stopped by SIGHUP"),
                                                 (signal.SIGINT, 130, "interrupted")])
 def test_termination_signals_run_the_clean_up_and_exit_128_plus_the_signal(signum, code, said):
+    # SIGINT as a terminal's Ctrl-C finds it: a suite started in the background (`make test &`)
+    # hands its children SIGINT ignored, which Python then keeps ignoring.
     proc = subprocess.Popen([sys.executable, "-c", COMMAND_LINE], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
