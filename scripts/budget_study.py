@@ -39,7 +39,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, NullFormatter
 from tqdm import tqdm
 
 import datasets
@@ -278,7 +278,7 @@ def plot_budgets(cells, path):
         cfg = models.load_config(name)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis collide
         ax.set_ylim(max(0.0, low - 10), min(100.0, max(100 * cell["interval"][1] for cell in mine) + 3))
         ax.set(title=f"{cfg['id']} ({name}), f={mine[0]['fold']}: test top-1 at the best validation epoch",
                xlabel="training images seen by the route (log scale)", ylabel="test top-1 (%)")
