@@ -54,6 +54,7 @@ from util.device import on_device, resolve_device, set_threads
 from util.errors import UserError, cli_main
 from util.files import atomic_write_text
 from util.job_folder import JobFolder, read_done
+from util.results import result_variant
 
 EVAL_BATCH_IMAGES = 1024
 # Options of the training recipe beyond the paper's (docs/recipe.md); the paper's values.
@@ -310,11 +311,6 @@ def finished_results(savedir):
 VARIANT_ORDER = {"original": 0, "folded": 0, "narrow": 1, "compound": 2}
 
 
-def result_variant(done):
-    """The variant of a job's result; results from before variants existed are the paper's models."""
-    return done.get("variant") or models.variant_of(done["fold"])
-
-
 # ----------------------------------------------------------------------------------------
 # Distillation (the paper's folded CIFAR-10 models): a folded student learns the logits of a
 # trained original (f = 1) model of the same dataset instead of the labels. The teacher sees
@@ -369,11 +365,12 @@ def find_teacher(name, savedir, explicit=None):
     return path
 
 
-def teacher_record(path):
-    """What the student's recipe records of its teacher: the file and a hash of its bytes
-    (a resumed student must keep distilling from the same weights)."""
+def file_record(role, path):
+    """What a job's recipe records of a weights file it depends on (role teacher: the model it
+    distills from; narrow: the model its dense start copies): the file and a hash of its bytes,
+    so that a resumed job keeps the same weights."""
     with open(path, "rb") as fh:
-        return {"teacher_path": str(Path(path).resolve()), "teacher_sha256": hashlib.sha256(fh.read()).hexdigest()}
+        return {f"{role}_path": str(Path(path).resolve()), f"{role}_sha256": hashlib.sha256(fh.read()).hexdigest()}
 
 
 # ----------------------------------------------------------------------------------------
@@ -393,18 +390,17 @@ def narrow_source(name, fold, savedir):
     return folder.current
 
 
+def starts_from_narrow(fold, options, variant=None):
+    """Whether job (fold, variant) with train_job's `options` (its profile's included) begins as
+    f copies of the narrow CNN of f (init="narrow" on a model of several images per input)."""
+    return models.images_per_input(variant, fold) > 1 and split_options(options)[0].init == "narrow"
+
+
 def untrained_narrow(name, fold, savedir, options, variant=None):
-    """Whether job (name, fold, variant) starts from a narrow CNN (init="narrow") that is not
-    trained (or not finished) yet in `savedir`."""
-    if models.images_per_input(variant, fold) == 1 or split_options(options)[0].init != "narrow":
-        return False
-    return not (job_dir(savedir, name, fold, "narrow") / "done.json").is_file()
-
-
-def narrow_record(path):
-    """What a dense job's recipe records of the narrow model it starts from (as teacher_record)."""
-    with open(path, "rb") as fh:
-        return {"narrow_path": str(Path(path).resolve()), "narrow_sha256": hashlib.sha256(fh.read()).hexdigest()}
+    """Whether job (name, fold, variant) starts from a narrow CNN that is not trained (or not
+    finished) yet in `savedir`."""
+    return (starts_from_narrow(fold, options, variant)
+            and not (job_dir(savedir, name, fold, "narrow") / "done.json").is_file())
 
 
 def load_teacher(name, path, device):
@@ -787,12 +783,13 @@ def train_job(name, fold, savedir, *, variant=None, profile="paper", continue_fr
     use the same count). `cuda_graph` replays each full batch's step from a CUDA graph.
     """
     session_start = time.perf_counter()
-    recipe_options, settings = split_options({**profile_options(profile), **options})
+    options = {**profile_options(profile), **options}
+    recipe_options, settings = split_options(options)
     recipe = recipe_options.resolve(name, fold, variant)
     if recipe["distill"]:
-        recipe.update(teacher_record(find_teacher(recipe["dataset"], savedir, settings.teacher)))
-    if recipe["init"] == "narrow" and models.images_per_input(recipe["variant"], fold) > 1:
-        recipe.update(narrow_record(narrow_source(recipe["dataset"], fold, savedir)))
+        recipe.update(file_record("teacher", find_teacher(recipe["dataset"], savedir, settings.teacher)))
+    if starts_from_narrow(fold, options, variant):
+        recipe.update(file_record("narrow", narrow_source(recipe["dataset"], fold, savedir)))
     if recipe["distill"] and recipe["distill_loss"] == "mse" and recipe_options.distill_temperature != 1.0:
         print(f"warning: distill_temperature {recipe_options.distill_temperature:g} is not used by the mse "
               f"distillation loss (only by kl)", file=sys.stderr)

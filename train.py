@@ -42,8 +42,8 @@ import torch
 import datasets
 import models
 from fold_trainer import (DEFAULT_PROFILE, PROFILES, RECIPE_OPTIONS, add_job_arguments, finished_results,
-                          format_seconds, job_command, job_label, job_options, job_stem, split_options, train_job,
-                          untrained_narrow, untrained_teacher)
+                          format_seconds, job_command, job_label, job_options, job_stem, split_options,
+                          starts_from_narrow, train_job, untrained_narrow, untrained_teacher)
 from util.args import positive_int
 from util.device import resolve_device
 from util.errors import UserError, cli_main
@@ -140,10 +140,6 @@ def distills_from_f1(name, fold, options):
     return split_options(options)[0].resolve(name, fold)["distill"]
 
 
-def starts_from_narrow(name, fold, options):
-    return fold > 1 and split_options(options)[0].init == "narrow"
-
-
 def job_slots(args, options):
     """Local slots (environment per concurrent job) and the options the jobs then run with:
     one GPU per job where there are GPUs, else the CPU threads split between the jobs."""
@@ -184,7 +180,7 @@ def launch_jobs(jobs, args, options):
                 if f"{name} f=1" in failures and distills_from_f1(name, fold, options):
                     failures[label] = "not run, as its f=1 teacher did not finish"
                     continue
-                if job_label(name, fold, "narrow") in failures and starts_from_narrow(name, fold, options):
+                if job_label(name, fold, "narrow") in failures and starts_from_narrow(fold, options):
                     failures[label] = "not run, as the narrow CNN it starts from did not finish"
                     continue
             log = savedir / "logs" / f"{job_stem(name, fold, variant)}.log"

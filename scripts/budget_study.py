@@ -49,7 +49,7 @@ from fold_trainer import (PROFILES, build_training_model, format_seconds, job_di
 from util.args import positive_float, positive_int
 from util.device import cpu_name, set_threads
 from util.errors import UserError, cli_main
-from util.files import atomic_savefig, atomic_write_bytes, check_study_outputs
+from util.files import add_study_flags, atomic_savefig, atomic_write_bytes, study_outputs
 from util.job_folder import images_seen_curve, read_metrics
 from util.results import wilson_interval
 
@@ -75,6 +75,7 @@ DESCRIPTIONS = {
 }
 WRITER = "scripts/budget_study.py"  # the mark of the files this script wrote
 DOC_TITLE = "## Budget study: does mixing ever pay?"
+OUTPUTS = ["budget_study.md", "budget_curves.png"]
 PROBE_STEPS = 3  # timed training steps per model for the estimate (after one warm-up step)
 PROBE_EVAL_IMAGES = 128
 
@@ -322,12 +323,7 @@ def write_doc(doc, plot, cells, command, settings):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="data", help="default %(default)s")
-    parser.add_argument("--runs", default="runs/budget", help="the study's jobs (default %(default)s)")
-    parser.add_argument("--out", help="folder for budget_study.md and budget_curves.png (default: RUNS; "
-                                      "--out docs replaces the repository's)")
-    parser.add_argument("--force", action="store_true", help="replace budget_study.md and budget_curves.png in "
-                                                             "OUT even if this script did not write them")
+    add_study_flags(parser, "runs/budget", OUTPUTS)
     parser.add_argument("--datasets", nargs="+", default=["V1", "V2"], help="default: %(default)s")
     parser.add_argument("--fold", type=positive_int, default=4, help="f of the folded and narrow CNNs (default 4)")
     parser.add_argument("--budgets", nargs="+", type=positive_float, default=[1.0, 3.0, 10.0],
@@ -351,8 +347,7 @@ def command_line(args):
 def main(argv=None):
     args = parse_args(argv)
     runs = Path(args.runs)
-    doc, plot = Path(args.out or runs) / "budget_study.md", Path(args.out or runs) / "budget_curves.png"
-    check_study_outputs([doc, plot], args.force, WRITER, DOC_TITLE)
+    doc, plot = study_outputs(args, OUTPUTS, WRITER, DOC_TITLE)
     if models.folding.check_fold(args.fold) == 1:
         raise UserError("the budget study compares FoldedCNNs with the narrow CNN of f: give --fold 2 or more")
     names = list(dict.fromkeys(models.load_config(n)["name"] for n in args.datasets))

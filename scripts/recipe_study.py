@@ -27,7 +27,7 @@ import models
 from fold_trainer import PROFILES, train_job, untrained_narrow
 from util.args import positive_int
 from util.errors import cli_main
-from util.files import atomic_savefig, atomic_write_bytes, check_study_outputs
+from util.files import add_study_flags, atomic_savefig, atomic_write_bytes, study_outputs
 from util.job_folder import images_seen_curve
 from util.results import wilson_interval
 
@@ -53,6 +53,7 @@ DESCRIPTIONS = {
 }
 WRITER = "scripts/recipe_study.py"  # the mark of the files this script wrote
 DOC_TITLE = "# Training recipe study"
+OUTPUTS = ["recipe.md", "recipe_curves.png"]
 PAPER_CURRICULUM_SHARE = 60 / 1500  # epochs per curriculum step over epochs (section 4)
 
 
@@ -141,12 +142,7 @@ def write_doc(doc, plot, lines, command, budget):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="data", help="default %(default)s")
-    parser.add_argument("--runs", default="runs/study", help="the study's jobs (default %(default)s)")
-    parser.add_argument("--out", help="folder for recipe.md and recipe_curves.png (default: RUNS; "
-                                      "--out docs replaces the repository's)")
-    parser.add_argument("--force", action="store_true", help="replace recipe.md and recipe_curves.png in OUT "
-                                                             "even if this script did not write them")
+    add_study_flags(parser, "runs/study", OUTPUTS)
     parser.add_argument("--datasets", nargs="+", default=["lol-gold1"], help="default: %(default)s")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 2, 4], help="default: 1 2 4")
     parser.add_argument("--options", nargs="+", choices=list(OPTIONS), default=list(OPTIONS),
@@ -155,8 +151,7 @@ def main(argv=None):
                         help="training images per job (default %(default)s)")
     args = parser.parse_args(argv)
     runs = Path(args.runs)
-    doc, plot = Path(args.out or runs) / "recipe.md", Path(args.out or runs) / "recipe_curves.png"
-    check_study_outputs([doc, plot], args.force, WRITER, DOC_TITLE)
+    doc, plot = study_outputs(args, OUTPUTS, WRITER, DOC_TITLE)
     names = [models.load_config(n)["name"] for n in args.datasets]
     for fold in args.folds:
         models.folding.check_fold(fold)

@@ -41,7 +41,7 @@ from util import backends
 from util.args import nonnegative_int, positive_float, positive_int
 from util.errors import UserError, cli_main
 from util.files import atomic_savefig, check_output_dir
-from util.job_folder import read_metrics
+from util.job_folder import images_seen_curve
 
 plt.switch_backend("Agg")  # files only
 
@@ -57,31 +57,26 @@ REPO = Path(__file__).resolve().parent.parent  # every step runs from the reposi
 STUDY_CURVES = REPO / "docs" / "recipe_curves.png"
 
 
-def job_curve(job, labels, fold, start=0):
-    """(thousands of training images seen, val top-1 %) after each epoch of a finished job,
-    counted from `start` images; None if the job has not finished."""
+def job_curve(job, name, data_root, fold, start=0):
+    """(thousands of training images seen, val top-1 %) after each epoch of a finished job
+    (a curriculum's early epochs too), counted from `start` images; None if the job has not
+    finished."""
     if not (job / "done.json").is_file():
         return None
     cap = json.loads((job / "done.json").read_text())["recipe"]["max_train_per_class"]
-    seen, xs, ys = start, [], []
-    for row in read_metrics(job / "metrics.csv"):  # the images of the classes in training, whole groups of f
-        counts = labels[labels < int(row["classes"])].bincount()
-        seen += int(counts.clamp(max=cap or len(labels)).sum()) // fold * fold
-        xs.append(seen / 1000)
-        ys.append(100 * float(row["val_top1"]))
-    return xs, ys
+    points = images_seen_curve(job, datasets.class_counts(name, data_root, cap), fold, every_epoch=True)
+    return [(start + seen) / 1000 for seen, _ in points], [100 * top1 for _, top1 in points]
 
 
 def plot_learning_curves(runs, name, folds, data_root, path):
     """Validation top-1 against training images seen of `name`'s jobs, one line per f; a
     folded model that started from its narrow CNN continues that CNN's (dashed) curve."""
-    _, labels = datasets.load_split(name, "train", data_root)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for fold in folds:
         done = job_dir(runs, name, fold) / "done.json"
         from_narrow = done.is_file() and json.loads(done.read_text())["recipe"].get("init") == "narrow"
-        narrow = job_curve(job_dir(runs, name, fold, "narrow"), labels, 1) if fold > 1 and from_narrow else None
-        folded = job_curve(job_dir(runs, name, fold), labels, fold, 1000 * narrow[0][-1] if narrow else 0)
+        narrow = job_curve(job_dir(runs, name, fold, "narrow"), name, data_root, 1) if fold > 1 and from_narrow else None
+        folded = job_curve(job_dir(runs, name, fold), name, data_root, fold, 1000 * narrow[0][-1] if narrow else 0)
         if folded is None:
             continue
         line, = ax.plot(*folded, marker=".", label="original" if fold == 1 else f"f={fold}")

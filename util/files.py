@@ -213,10 +213,24 @@ def written_by_study(path, writer, title):
         return False
 
 
-def check_study_outputs(paths, force, writer, title):
-    """Before any training: each output can be written, and replaces only a file of `writer`."""
+def add_study_flags(parser, runs, files):
+    """The flags of every study script (scripts/*_study.py): --data-root, --runs (its job
+    folders, default `runs`), and --out and --force for its output `files`."""
+    names = " and ".join(files)
+    parser.add_argument("--data-root", default="data", help="default %(default)s")
+    parser.add_argument("--runs", default=runs, help="the study's jobs (default %(default)s)")
+    parser.add_argument("--out", help=f"folder for {names} (default: RUNS; --out docs replaces the repository's)")
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {names} in OUT even if this script did not write them")
+
+
+def study_outputs(args, files, writer, title):
+    """The paths of a study's output `files` in --out (default --runs), checked before any
+    training: each can be written, and replaces only a file of `writer` (or any with --force)."""
+    paths = [Path(args.out or args.runs) / name for name in files]
     for path in paths:
         check_output_file(path)
-        if path.exists() and not force and not written_by_study(path, writer, title):
+        if path.exists() and not args.force and not written_by_study(path, writer, title):
             raise UserError(f"{path} exists and was not written by {writer}: choose another --out, "
                             "or pass --force to replace it")
+    return paths

@@ -158,14 +158,15 @@ class JobFolder:
         return self.current.is_file()
 
 
-def images_seen_curve(job, counts, fold, column="val_top1"):
+def images_seen_curve(job, counts, fold, column="val_top1", every_epoch=False):
     """[(training images seen, `column` of metrics.csv)] after each epoch that scored every
-    class (a curriculum's early epochs score only the classes in training); `fold` is the
-    images per input (an epoch leaves out the < f images that fill no group)."""
+    class (a curriculum's early epochs score only the classes in training), or after every
+    epoch; `counts` are the training images per class, `fold` the images per input (an epoch
+    leaves out the < f images that fill no group)."""
     points, seen = [], 0
     for row in read_metrics(job / "metrics.csv"):
         active = int(row["classes"])
         seen += sum(counts[:active]) // fold * fold
-        if active == len(counts):
+        if every_epoch or active == len(counts):
             points.append((seen, float(row[column])))
     return points

@@ -21,19 +21,22 @@ RESULTS_HEADER = PAPER_COLUMNS + ["Variant", "Backend"]
 MODE_VARIANTS = {"Original": "original", "Folded": "folded", "Narrow": "narrow", "EfficientNet": "compound"}
 
 
+def result_variant(record):
+    """The variant of a job's result (done.json) or summary.csv row. Results from before variants
+    existed are the paper's models: original at f = 1, folded otherwise."""
+    return record.get("variant") or ("original" if int(record["fold"]) == 1 else "folded")
+
+
 def summary_rows(done):
     """summary.csv's rows of finished jobs' results (done.json), in the given order;
     variant is original | folded | narrow | compound (a result without one is the paper's
     model of its fold); delta_vs_f1 is the test top-1 minus that of the same dataset's
     original (f = 1) job (empty without one)."""
-    def variant(d):
-        return d.get("variant") or ("original" if d["fold"] == 1 else "folded")
-
-    original = {d["dataset"]: d["test_top1"] for d in done if variant(d) == "original"}
+    original = {d["dataset"]: d["test_top1"] for d in done if result_variant(d) == "original"}
     rows = []
     for d in done:
         delta = d["test_top1"] - original[d["dataset"]] if d["dataset"] in original else None
-        rows.append({"dataset": d["dataset"], "fold": d["fold"], "variant": variant(d), "epochs": d["epochs"],
+        rows.append({"dataset": d["dataset"], "fold": d["fold"], "variant": result_variant(d), "epochs": d["epochs"],
                      "best_val_top1": f"{d['best_val_top1']:.4f}", "test_top1": f"{d['test_top1']:.4f}",
                      "test_images": d.get("test_images", ""),
                      "delta_vs_f1": "" if delta is None else f"{delta:+.4f}",
@@ -160,8 +163,7 @@ def read_summary(path):
     rows = read_csv(path, ["dataset", "fold", "test_top1"], types=SUMMARY_TYPES, key=SUMMARY_KEY,
                     meanings=SUMMARY_MEANINGS)
     for row in rows:
-        if not row.get("variant"):
-            row["variant"] = "original" if int(row["fold"]) == 1 else "folded"
+        row["variant"] = result_variant(row)
     return rows
 
 
