@@ -397,7 +397,7 @@ def generate(name, out_root, scale=1.0, seed=0, workers=None, force=False, eval_
         # thread here (tqdm's monitor, after the first task's bar) holds a lock starts with that
         # lock held forever, and the pool hangs. The server imports this module once.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__ if __name__ != "__main__" else "datasets.game_synth"])
+        context.set_forkserver_preload(["datasets.game_synth"])
         pool = context.Pool(workers)
         with pool, tqdm(total=len(items), desc=f"{cfg['name']}", unit="img") as bar:
             for chunk_rows in pool.imap(_render_chunk, jobs):
